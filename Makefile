@@ -1,0 +1,38 @@
+# Two commands a fresh machine needs:
+#   make demo   install, then curate the bundled sample videos into out/demo (embedded Ray)
+#   make test   install everything (Python packages, ffmpeg via imageio-ffmpeg, Azurite via npm)
+#               and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	@if [ -f package.json ]; then npm install --no-audit --no-fund --loglevel=error; fi
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/curator run --input samples/ --output out/demo --force
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "unit" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/pipeline_bench.py
+
+clean:
+	rm -rf out/ .pytest_cache build *.egg-info

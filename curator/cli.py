@@ -1,0 +1,123 @@
+"""`curator` command line. Every option of the pipeline is a config key: pass a YAML file
+with --config and/or `--set section.key=value`; `curator config --defaults` lists them all."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from curator.config import ConfigError, PipelineConfig
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config file (see `curator config --defaults`)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set stages.split.method=scenedetect (repeatable)")
+
+
+def _load(args: argparse.Namespace, **top: Any) -> PipelineConfig:
+    return PipelineConfig.load(getattr(args, "config", None), getattr(args, "overrides", []), **top)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="[curator] %(levelname)s %(name)s: %(message)s")
+
+
+# --------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from curator import pipeline as pl
+    from curator.driver import Progress, execute
+    from curator.runners import make_runner
+
+    run_over: dict[str, Any] = {}
+    if args.address:
+        run_over["address"] = args.address
+    if args.runner:
+        run_over["runner"] = args.runner
+    cfg = _load(args, input=args.input, output=args.output)
+    if run_over:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    _setup_logging(cfg.run.log_level)
+    pipeline = pl.build(cfg)
+    for name, reqs in pipeline.skipped:
+        for r in reqs:
+            print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
+    runner = make_runner(cfg)
+    summary = execute(pipeline, runner, force=args.force, progress=Progress())
+    print(summary.format())
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = PipelineConfig() if args.defaults else _load(args)
+    if args.json:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=1))
+    else:
+        print(cfg.to_yaml(comments=args.defaults))
+    return 0
+
+
+def cmd_shard(args: argparse.Namespace) -> int:
+    from curator import storage
+    from curator.driver import shard
+    from curator.runners import make_runner
+
+    cfg = _load(args, output=args.run)
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
+    storage.configure(cfg.storage)
+    results = shard(storage.normalize(args.run), cfg, make_runner(cfg).map)
+    print(f"{len(results)} shards, {sum(r['samples'] for r in results)} samples")
+    return 0
+
+
+# ------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="curate videos: input URI -> clips, manifest and shards at output URI")
+    p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
+    p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
+    p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
+    p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
+    p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
+    _config_args(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("config", help="print the resolved config (or the defaults, with comments)")
+    p.add_argument("--defaults", action="store_true", help="every key with its default and description")
+    p.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    _config_args(p)
+    p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest")
+    p.add_argument("run", help="output URI of a run")
+    p.add_argument("--runner", choices=["ray", "local"], help="default: local")
+    _config_args(p)
+    p.set_defaults(fn=cmd_shard)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from curator.pipeline import PipelineError
+        from curator.storage import StorageError
+
+        if isinstance(exc, (PipelineError, StorageError)):
+            print(f"curator: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""One typed config for a curation run.
+
+The pydantic model below is the single source of truth: it is the schema of the YAML
+file, the set of keys `--set a.b=c` accepts on the command line, and the text of
+`curator config --defaults` (field descriptions become comments). No parallel list of
+flags exists anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curator.storage.config import StorageConfig
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+# --------------------------------------------------------------------------- resources
+class Resources(_Model):
+    """Where and how wide a stage runs. The runner maps this onto Ray resources."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per task / actor.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (fractions share a GPU).")
+    memory_gb: float | None = Field(None, ge=0, description="Memory reserved per task / actor (scheduling hint).")
+    custom: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources, e.g. {nvenc: 1} to run only where NVENC exists."
+    )
+    min_actors: int = Field(1, ge=1, description="Actor pool lower bound (model-loading stages).")
+    max_actors: int = Field(2, ge=1, description="Actor pool upper bound; the pool autoscales between the two.")
+    batch_size: int = Field(1, ge=1, description="Rows per process() call.")
+
+
+def _res(**kw: Any) -> Any:
+    return Field(default_factory=lambda: Resources(**kw), description="Resources for this stage.")
+
+
+class StageConfig(_Model):
+    enabled: bool = Field(True, description="Run this stage.")
+    resources: Resources = _res()
+
+
+# ------------------------------------------------------------------------------ stages
+VIDEO_EXTENSIONS = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp"]
+
+
+class IngestConfig(StageConfig):
+    extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS),
+                                  description="Listed objects with these suffixes are inputs (case-insensitive).")
+    max_size_gb: float = Field(20.0, gt=0, description="Larger inputs are rejected (reason 'too_large').")
+    max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer inputs are rejected ('too_long').")
+    max_pixels: int = Field(8192 * 8192, gt=0, description="Width x height above this is rejected ('too_many_pixels').")
+    min_duration_s: float = Field(2.0, ge=0, description="Shorter inputs are rejected ('too_short').")
+    resources: Resources = _res(num_cpus=0.5, batch_size=1)
+
+
+class SplitConfig(StageConfig):
+    method: Literal["transnetv2", "scenedetect", "fixed"] = Field(
+        "transnetv2", description="Shot detector: TransNetV2 (default), PySceneDetect adaptive, or a fixed stride."
+    )
+    threshold: float = Field(0.4, gt=0, lt=1, description="TransNetV2 transition probability threshold.")
+    scenedetect_threshold: float = Field(3.0, gt=0, description="PySceneDetect AdaptiveDetector adaptive_threshold.")
+    stride_s: float = Field(10.0, gt=0, description="Clip length for method 'fixed'.")
+    min_clip_s: float = Field(2.0, ge=0, description="Shots shorter than this are dropped.")
+    max_clip_s: float = Field(60.0, gt=0, description="Shots longer than this are cut into pieces of at most this.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device for TransNetV2.")
+    resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=2)
+
+    @field_validator("max_clip_s")
+    @classmethod
+    def _max_ge_min(cls, v: float, info: Any) -> float:
+        mn = info.data.get("min_clip_s", 0)
+        if v < mn:
+            raise ValueError(f"max_clip_s ({v}) must be >= min_clip_s ({mn})")
+        return v
+
+
+class TranscodeConfig(StageConfig):
+    encoder: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="'gpu' = PyNvVideoCodec NVDEC + NVENC; 'cpu' = libx264; 'auto' = GPU when usable."
+    )
+    crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor (lower = higher quality).")
+    preset: str = Field("veryfast", description="libx264 preset.")
+    gpu_bitrate_mbps: float = Field(10.0, gt=0, description="NVENC target bitrate.")
+    max_short_side: int | None = Field(None, ge=16, description="Downscale clips whose short side is larger.")
+    resources: Resources = _res(num_cpus=1.0, batch_size=1)
+
+
+class StagingConfig(_Model):
+    keep_rejected_clips: bool = Field(
+        True, description="Also stage clips a filter rejected, so `curator refilter` can re-admit them."
+    )
+    resources: Resources = _res(num_cpus=0.25, batch_size=4)
+
+
+class ShardConfig(_Model):
+    samples_per_shard: int = Field(256, ge=1, description="Clips per tar (at most).")
+    max_shard_mb: float = Field(1024.0, gt=0, description="Bytes per tar (at most, unless one clip is larger).")
+    resolution_edges: list[int] = Field(
+        default_factory=lambda: [0, 240, 360, 480, 720, 1080, 1440, 2160],
+        description="Bucket edges on the short side in pixels; a clip goes to the largest edge <= its short side.",
+    )
+    aspect_ratios: list[str] = Field(
+        default_factory=lambda: ["9:16", "3:4", "1:1", "4:3", "16:9", "21:9"],
+        description="Aspect-ratio buckets (width:height); a clip goes to the nearest on a log scale.",
+    )
+    length_edges_s: list[float] = Field(
+        default_factory=lambda: [0, 5, 10, 20, 30, 60],
+        description="Bucket edges on clip duration in seconds.",
+    )
+
+    @field_validator("resolution_edges", "length_edges_s")
+    @classmethod
+    def _sorted(cls, v: list[float]) -> list[float]:
+        if not v or sorted(v) != list(v) or len(set(v)) != len(v):
+            raise ValueError("bucket edges must be strictly increasing and non-empty")
+        return v
+
+
+class StagesConfig(_Model):
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    transcode: TranscodeConfig = Field(default_factory=TranscodeConfig)
+    staging: StagingConfig = Field(default_factory=StagingConfig)
+
+
+# -------------------------------------------------------------------------- run level
+class RunConfig(_Model):
+    runner: Literal["ray", "local"] = Field("ray", description="'ray' (streaming Ray Data) or 'local' (in-process).")
+    address: str | None = Field(
+        None, description="Ray cluster address (ray://host:10001 or 'auto'); none starts an embedded Ray."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for an embedded Ray; default: all.")
+    listing_part_size: int = Field(2000, ge=1, description="Input URIs per listing part (the unit Ray reads).")
+    resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
+    shard: bool = Field(True, description="Write webdataset shards after curation.")
+    log_level: str = Field("INFO", description="Python log level.")
+
+
+def default_model_dir() -> str:
+    return os.environ.get("CURATOR_MODEL_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "curator", "models"
+    )
+
+
+class ModelsConfig(_Model):
+    dir: str = Field(default_factory=default_model_dir,
+                     description="Model directory (env CURATOR_MODEL_DIR). See docs/models.md for its layout.")
+
+
+class PipelineConfig(_Model):
+    """A whole curation run."""
+
+    input: str | None = Field(None, description="Input URI: a folder or bucket prefix of raw videos.")
+    output: str | None = Field(None, description="Output URI: staging, manifest and shards go here.")
+    run: RunConfig = Field(default_factory=RunConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
+             **top: Any) -> "PipelineConfig":
+        """YAML file (optional) < `key.path=value` overrides < keyword arguments."""
+        data: dict[str, Any] = {}
+        if path:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+            try:
+                loaded = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: top level must be a mapping")
+            data = loaded or {}
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override {item!r} is not of the form key.path=value")
+            _set_path(data, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
+        for k, v in top.items():
+            if v is not None:
+                data[k] = v
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation(exc)) from None
+
+    def to_yaml(self, comments: bool = False) -> str:
+        if comments:
+            return _commented_yaml(self)
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def content_hash(self) -> str:
+        """A hash of what determines the output (not where it runs or where it goes)."""
+        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models"})
+        for stage in d.get("stages", {}).values():
+            if isinstance(stage, dict):
+                stage.pop("resources", None)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    cur = data
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[k] = nxt
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def _format_validation(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (see `curator config --defaults`)"
+        lines.append(f"{loc}: {msg}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def _commented_yaml(model: BaseModel, indent: int = 0) -> str:
+    """YAML whose comments are the field descriptions."""
+    out: list[str] = []
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            out.append(f"{pad}# {field.description}")
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:")
+            out.append(_commented_yaml(value, indent + 1))
+        else:
+            dumped = yaml.safe_dump({name: value if not isinstance(value, BaseModel) else value.model_dump(mode="json")},
+                                    sort_keys=False, default_flow_style=None).rstrip("\n")
+            out.extend(pad + line for line in dumped.splitlines())
+    return "\n".join(x for x in out if x != "")

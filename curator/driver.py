@@ -1,0 +1,282 @@
+"""The driver side of a run: list inputs, collect finished videos, consolidate, shard.
+
+The runner (local or Ray) turns a stream of input rows into a stream of processed rows;
+everything around that is the same for both and lives here:
+
+    prepare output (config.yaml, config-hash check)
+      -> list inputs (lazy, paginated)
+      -> runner.stream(...)   rows of videos and clips, in any order
+      -> Collector: a video is finished when its row and all its clips have arrived;
+         its rows are written as one manifest part (the completion marker)
+      -> consolidate manifest.parquet -> shard -> summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+import yaml
+
+from curator import manifest, storage
+from curator.config import PipelineConfig
+from curator.pipeline import Pipeline, PipelineError
+from curator.records import OK, SKIPPED, Row, new_video_row
+
+log = logging.getLogger("curator")
+
+CONFIG_NAME = "config.yaml"
+SUMMARY_NAME = "summary.json"
+
+
+# ------------------------------------------------------------------------- inputs
+def list_inputs(input_uri: str, extensions: list[str], page_size: int | None = None) -> Iterator[Row]:
+    """Input rows, lazily, in key order. A single object is an input of its own."""
+    uri = storage.normalize(input_uri)
+    single = storage.local_path(uri)
+    import os
+
+    if single is not None and os.path.isfile(single):
+        yield new_video_row(uri, os.path.basename(single))
+        return
+    prefix = uri if uri.endswith("/") else uri + "/"
+    found = False
+    for info in storage.list_objects(prefix, suffixes=extensions, page_size=page_size):
+        found = True
+        yield new_video_row(info.uri, storage.relative(prefix, info.uri))
+    if not found and single is not None and not os.path.isdir(single):
+        raise PipelineError(f"input not found: {storage.display(uri)}")
+
+
+# ---------------------------------------------------------------------- collector
+@dataclass
+class Summary:
+    videos: int = 0
+    videos_ok: int = 0
+    videos_resumed: int = 0
+    clips: int = 0
+    clips_kept: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)  # "stage/reason" -> count
+    shards: int = 0
+    shard_samples: int = 0
+    elapsed_s: float = 0.0
+    output: str = ""
+
+    def format(self) -> str:
+        lines = [
+            f"videos in:   {self.videos} ({self.videos_ok} produced clips"
+            + (f", {self.videos_resumed} finished earlier" if self.videos_resumed else "") + ")",
+            f"clips:       {self.clips} cut, {self.clips_kept} kept",
+            f"shards:      {self.shards} ({self.shard_samples} samples)",
+        ]
+        if self.rejects:
+            lines.append("rejects by reason:")
+            for k, v in sorted(self.rejects.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"  {v:6d}  {k}")
+        lines.append(f"time:        {self.elapsed_s:.1f} s")
+        lines.append(f"output:      {storage.display(self.output)}")
+        return "\n".join(lines)
+
+
+class Collector:
+    """Groups streamed rows by video and writes each finished video as a manifest part."""
+
+    def __init__(self, pipeline: Pipeline, progress: "Progress | None" = None):
+        self.pipeline = pipeline
+        self.schema = pipeline.schema
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.progress = progress
+        self.counts: Counter[str] = Counter()
+
+    def add(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            vid = row["video_id"]
+            entry = self.pending.setdefault(vid, {"video": None, "clips": []})
+            if row["kind"] == "video":
+                entry["video"] = row
+            else:
+                entry["clips"].append(row)
+            self._maybe_finish(vid, entry)
+
+    def _maybe_finish(self, vid: str, entry: dict[str, Any]) -> None:
+        video = entry["video"]
+        if video is None:
+            return
+        expected = video.get("num_clips") or 0
+        if len(entry["clips"]) < expected:
+            return
+        del self.pending[vid]
+        self._write(video, entry["clips"])
+
+    def _write(self, video: Row, clips: list[Row]) -> None:
+        if video.get("status") == SKIPPED:
+            self.counts["videos_resumed"] += 1
+            if self.progress:
+                self.progress.video_done(0, 0, resumed=True)
+            return
+        manifest.write_part(self.pipeline.ctx.output_uri, video["video_id"], [video] + clips, self.schema)
+        kept = sum(1 for c in clips if c.get("status") == OK)
+        self.counts["videos"] += 1
+        self.counts["clips"] += len(clips)
+        self.counts["clips_kept"] += kept
+        if self.progress:
+            self.progress.video_done(len(clips), kept)
+
+    def finish(self) -> None:
+        """End of stream: anything still pending is written as it is, with a warning."""
+        for vid, entry in list(self.pending.items()):
+            video = entry["video"]
+            if video is None:
+                log.error("clips of %s arrived without their video row; writing them alone", vid)
+                continue
+            log.warning("video %s: %d of %s clips arrived", vid, len(entry["clips"]), video.get("num_clips"))
+            del self.pending[vid]
+            self._write(video, entry["clips"])
+
+
+# ----------------------------------------------------------------------- progress
+class Progress:
+    """Periodic one-line progress on stderr."""
+
+    def __init__(self, every_s: float = 10.0, stream: Any = None):
+        self.every_s = every_s
+        self.stream = stream or sys.stderr
+        self.t0 = time.monotonic()
+        self.last = self.t0
+        self.videos = self.clips = self.kept = self.resumed = 0
+
+    def video_done(self, clips: int, kept: int, resumed: bool = False) -> None:
+        if resumed:
+            self.resumed += 1
+        else:
+            self.videos += 1
+            self.clips += clips
+            self.kept += kept
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.emit()
+
+    def emit(self, prefix: str = "progress") -> None:
+        el = max(1e-6, time.monotonic() - self.t0)
+        print(f"[curator] {prefix}: {self.videos} videos ({self.videos / el:.2f}/s), "
+              f"{self.clips} clips, {self.kept} kept"
+              + (f", {self.resumed} done earlier" if self.resumed else "")
+              + f", {el:.0f} s", file=self.stream, flush=True)
+
+
+# ---------------------------------------------------------------------- the run
+def prepare_output(pipeline: Pipeline, force: bool = False) -> None:
+    """Write the resolved config next to the output; refuse to mix configs in one output."""
+    ctx = pipeline.ctx
+    cfg_uri = storage.join(ctx.output_uri, CONFIG_NAME)
+    try:
+        previous = yaml.safe_load(storage.read_bytes(cfg_uri)) or {}
+    except storage.NotFound:
+        previous = None
+    if previous is not None and not force:
+        old_hash = (previous.get("_run") or {}).get("config_hash")
+        if old_hash and old_hash != ctx.config_hash:
+            raise PipelineError(
+                f"{storage.display(ctx.output_uri)} holds a run made with a different config "
+                f"(hash {old_hash}, now {ctx.config_hash}); use a new --output, or --force to redo it all")
+    doc = ctx.config.model_dump(mode="json")
+    doc["_run"] = {"config_hash": ctx.config_hash, "run_id": ctx.run_id,
+                   "stages": [s.name for s in pipeline.specs],
+                   "skipped": {name: [r.describe() for r in reqs] for name, reqs in pipeline.skipped}}
+    storage.write_bytes(cfg_uri, yaml.safe_dump(doc, sort_keys=False).encode())
+
+
+def clear_output(output_uri: str) -> None:
+    """--force: remove what an earlier run wrote under this output (staging, shards)."""
+    for sub in ("staging/", "shards/"):
+        for info in storage.list_objects(storage.join(output_uri, sub) + "/"):
+            storage.delete(info.uri)
+    for name in (manifest.MANIFEST_NAME, SUMMARY_NAME, CONFIG_NAME):
+        storage.delete(storage.join(output_uri, name))
+
+
+def kept_clips(output_uri: str) -> Iterator[Row]:
+    """Kept clip rows of the consolidated manifest, in manifest order, batch by batch."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    data = storage.read_bytes(manifest.manifest_uri(output_uri))
+    pf = pq.ParquetFile(io.BytesIO(data))
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            if row["kind"] == "clip" and row["status"] == OK and row.get("clip_uri"):
+                yield row
+
+
+def shard(output_uri: str, config: PipelineConfig,
+          map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]) -> list[dict[str, Any]]:
+    """Plan shards from the manifest and write them with `map_fn` (the runner's parallel map)."""
+    from stages import shard as shard_stage
+
+    storage_cfg = config.storage
+
+    def write(spec: Any) -> dict[str, Any]:  # runs on a worker
+        storage.configure(storage_cfg)
+        return shard_stage.write_shard(spec, output_uri)
+
+    specs = shard_stage.plan(kept_clips(output_uri), config.shard)
+    results = list(map_fn(write, specs))
+    shard_stage.remove_stale(output_uri, [r["shard"] for r in results])
+    shard_stage.write_index(output_uri, results)
+    return results
+
+
+def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:
+    table = manifest.read_manifest(output_uri, columns=["kind", "status", "stage", "reason"])
+    s = Summary(output=output_uri, elapsed_s=round(elapsed, 3), videos_resumed=resumed)
+    rejects: Counter[str] = Counter()
+    for r in table.to_pylist():
+        if r["kind"] == "video":
+            s.videos += 1
+        else:
+            s.clips += 1
+            if r["status"] == OK:
+                s.clips_kept += 1
+        if r["status"] != OK:
+            rejects[f"{r['kind']}: {r['stage']}/{r['reason']}"] += 1
+    vt = manifest.read_manifest(output_uri, columns=["kind", "num_clips"]).to_pylist()
+    s.videos_ok = sum(1 for r in vt if r["kind"] == "video" and (r["num_clips"] or 0) > 0)
+    s.rejects = dict(rejects)
+    s.shards = len(shard_results)
+    s.shard_samples = sum(r["samples"] for r in shard_results)
+    return s
+
+
+def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: Progress | None = None) -> Summary:
+    """Run a built pipeline with a runner; the same code path for local and Ray."""
+    ctx = pipeline.ctx
+    t0 = time.monotonic()
+    storage.configure(ctx.config.storage)
+    if force:
+        clear_output(ctx.output_uri)
+    prepare_output(pipeline, force=force)
+    log.info("%s", pipeline.describe())
+    inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions)
+    collector = Collector(pipeline, progress)
+    for rows in runner.stream(pipeline, inputs):
+        collector.add(rows)
+    collector.finish()
+    manifest.consolidate(ctx.output_uri, pipeline.schema)
+    results = shard(ctx.output_uri, ctx.config, runner.map) if ctx.config.run.shard else []
+    summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
+    storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
+                        json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
+    return summary
+
+
+def strip_transient(rows: list[Row], schema: pa.Schema) -> list[Row]:
+    names = set(schema.names)
+    return [{k: v for k, v in r.items() if k in names} for r in rows]

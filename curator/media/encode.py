@@ -1,0 +1,160 @@
+"""CPU clip extraction: decode the source once, encode every span with libx264.
+
+Frame-accurate by construction: frames are counted as they decode, and span
+[start_frame, end_frame) receives exactly those frames. Rotation is applied (clips are
+stored upright with no display matrix) and pixel formats are normalised to yuv420p with
+even dimensions. Output is constant frame rate at the source's average rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Sequence
+
+import av
+
+from .decode import DecodeStats, FrameGraph, Source, iter_frames, _open
+
+
+@dataclass
+class Span:
+    start_frame: int
+    end_frame: int  # exclusive
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class EncodedClip:
+    span: Span
+    data: bytes | None  # mp4 bytes; None when the span could not be encoded
+    width: int
+    height: int
+    fps: float
+    frames: int
+    sha256: str | None
+    error: str | None = None
+
+
+def output_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """Even dimensions, optionally downscaled so the short side is at most max_short_side."""
+    if max_short_side and min(width, height) > max_short_side:
+        scale = max_short_side / min(width, height)
+        width, height = round(width * scale), round(height * scale)
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+class X264Writer:
+    """One clip being written: libx264 into an mp4 (faststart) in a temp file."""
+
+    def __init__(self, width: int, height: int, rate: Fraction, crf: int, preset: str):
+        fd, self.path = tempfile.mkstemp(prefix="curator-clip-", suffix=".mp4")
+        os.close(fd)
+        self.container = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=rate, options={
+            "crf": str(crf), "preset": preset, "threads": "auto",
+        })
+        self.stream.width = width
+        self.stream.height = height
+        self.stream.pix_fmt = "yuv420p"
+        self.frames = 0
+
+    def write(self, frame: Any) -> None:
+        frame.pts = self.frames
+        frame.time_base = Fraction(1, 1) / self.stream.codec_context.framerate
+        for pkt in self.stream.encode(frame):
+            self.container.mux(pkt)
+        self.frames += 1
+
+    def finish(self) -> bytes:
+        try:
+            for pkt in self.stream.encode():
+                self.container.mux(pkt)
+            self.container.close()
+            with open(self.path, "rb") as fh:
+                return fh.read()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:
+            pass
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0, fps: float | None = None,
+                    crf: int = 18, preset: str = "veryfast", max_short_side: int | None = None,
+                    stats: DecodeStats | None = None) -> list[EncodedClip]:
+    """Encode each span of `source` as an H.264 mp4, decoding the source once."""
+    stats = stats if stats is not None else DecodeStats()
+    container = _open(source)
+    try:
+        vs = container.streams.video[0]
+        rate = vs.average_rate or vs.guessed_rate or Fraction(fps or 25).limit_denominator(1001)
+        cw, ch = vs.codec_context.width, vs.codec_context.height
+    finally:
+        container.close()
+    if fps:
+        rate = Fraction(fps).limit_denominator(1001)
+    disp_w, disp_h = (ch, cw) if rotation % 180 == 90 else (cw, ch)
+    out_w, out_h = output_size(disp_w, disp_h, max_short_side)
+
+    order = sorted(range(len(spans)), key=lambda i: spans[i].start_frame)
+    writers: dict[int, X264Writer] = {}
+    results: dict[int, EncodedClip] = {}
+    graph = None
+    last_needed = max((s.end_frame for s in spans), default=0)
+    try:
+        for idx, _, frame in iter_frames(source, stats=stats):
+            if idx >= last_needed:
+                break
+            active = [i for i in order if spans[i].start_frame <= idx < spans[i].end_frame]
+            if not active:
+                continue
+            if graph is None:
+                scaled = (out_w, out_h) != (disp_w, disp_h)
+                graph = FrameGraph(rotation=rotation, width=out_w if scaled else None,
+                                   height=out_h if scaled else None, even=True)
+            out = graph(frame)
+            for i in active:
+                w = writers.get(i)
+                if w is None:
+                    w = writers[i] = X264Writer(out.width, out.height, rate, crf, preset)
+                # frames are shared between overlapping spans; the encoder copies them
+                w.write(out)
+            # close spans that end at this frame
+            for i in active:
+                if spans[i].end_frame == idx + 1:
+                    results[i] = _finish(spans[i], writers.pop(i), rate)
+        for i, w in list(writers.items()):  # stream ended early: keep what decoded
+            results[i] = _finish(spans[i], writers.pop(i), rate)
+    finally:
+        for w in writers.values():
+            w.abort()
+    out_list = []
+    for i, span in enumerate(spans):
+        res = results.get(i)
+        if res is None:
+            res = EncodedClip(span, None, out_w, out_h, float(rate), 0, None,
+                              error=stats.error or "no frames decoded in this span")
+        out_list.append(res)
+    return out_list
+
+
+def _finish(span: Span, writer: X264Writer, rate: Fraction) -> EncodedClip:
+    frames = writer.frames
+    w, h = writer.stream.width, writer.stream.height
+    try:
+        data = writer.finish()
+    except av.error.FFmpegError as exc:
+        return EncodedClip(span, None, w, h, float(rate), frames, None, error=f"encoder failed: {exc}")
+    return EncodedClip(span, data, w, h, float(rate), frames, hashlib.sha256(data).hexdigest())

@@ -1,0 +1,119 @@
+"""Builds the stage graph from a config, in one place.
+
+    ingest -> split -> transcode -> [filters, cheapest first] -> [embed] -> [caption] -> staging
+    then, globally: consolidate manifest -> [dedup] -> shard
+
+Each stage is named by a :class:`StageSpec` (its class path and config) so that the
+runner can build it wherever it runs. Stages whose requirements are missing (model
+weights, optional packages) are reported at start-up and skipped; stages that the
+pipeline cannot do without fail the start-up instead, with the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from curator.config import PipelineConfig
+from curator.records import schema_for
+from curator.stage import Requirement, RunContext, Stage, stage_columns
+
+log = logging.getLogger(__name__)
+
+#: stage name -> "module:Class"; the order of the streaming graph
+STAGES: dict[str, str] = {
+    "ingest": "stages.ingest:IngestStage",
+    "split": "stages.split:SplitStage",
+    "transcode": "stages.transcode:TranscodeStage",
+    "staging": "stages.staging:StagingStage",
+}
+
+#: stages the pipeline cannot run without
+REQUIRED = {"ingest", "transcode", "staging"}
+
+
+class PipelineError(RuntimeError):
+    """The pipeline cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    target: str  # "module:Class"
+    config: Any
+
+    def stage_class(self) -> type[Stage]:
+        mod, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(mod), cls)
+
+    def build(self, ctx: RunContext) -> Stage:
+        return self.stage_class()(self.config, ctx)
+
+
+@dataclass
+class Pipeline:
+    ctx: RunContext
+    specs: list[StageSpec]
+    skipped: list[tuple[str, list[Requirement]]] = field(default_factory=list)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The manifest schema (no transient byte columns)."""
+        return schema_for(self._columns())
+
+    @property
+    def flow_schema(self) -> pa.Schema:
+        """The schema of rows between stages (with the transient byte columns)."""
+        return schema_for(self._columns(), transient=True)
+
+    def _columns(self) -> list[tuple[str, pa.DataType]]:
+        return stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
+
+    def describe(self) -> str:
+        lines = ["stages: " + " -> ".join(s.name for s in self.specs)]
+        for name, reqs in self.skipped:
+            for r in reqs:
+                lines.append(f"skipped {name}: {r.describe()}")
+        return "\n".join(lines)
+
+
+def stage_order(config: PipelineConfig) -> list[str]:
+    return list(STAGES)
+
+
+def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
+    if not config.input:
+        raise PipelineError("no input: pass --input URI (a folder or bucket prefix of videos)")
+    if not config.output:
+        raise PipelineError("no output: pass --output URI (a folder or bucket prefix)")
+    from curator import storage
+
+    ctx = RunContext(
+        config=config,
+        input_uri=storage.normalize(config.input),
+        output_uri=storage.normalize(config.output),
+        run_id=run_id or uuid.uuid4().hex[:12],
+        config_hash=config.content_hash(),
+    )
+    specs: list[StageSpec] = []
+    skipped: list[tuple[str, list[Requirement]]] = []
+    for name in stage_order(config):
+        stage_cfg = getattr(config.stages, name)
+        if not getattr(stage_cfg, "enabled", True):
+            if name in REQUIRED:
+                raise PipelineError(f"stages.{name}.enabled=false: the pipeline cannot run without {name}")
+            continue
+        spec = StageSpec(name, STAGES[name], stage_cfg)
+        missing = spec.build(ctx).requirements()
+        if missing:
+            if name in REQUIRED:
+                raise PipelineError(f"stage {name} cannot run: " + "; ".join(r.describe() for r in missing))
+            skipped.append((name, missing))
+            continue
+        specs.append(spec)
+    return Pipeline(ctx, specs, skipped)

@@ -1,0 +1,24 @@
+"""Runners turn a stream of input rows into a stream of processed rows.
+
+    runner.stream(pipeline, inputs) -> Iterator[list[Row]]   the streaming stages
+    runner.map(fn, items)           -> Iterator[result]      global phases (sharding)
+
+`local` runs everything in this process, one video at a time (tests, debugging);
+`ray` runs the same stages as a Ray Data streaming graph (one machine or a cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curator.config import PipelineConfig
+
+
+def make_runner(config: PipelineConfig) -> Any:
+    if config.run.runner == "local":
+        from curator.runners.local import LocalRunner
+
+        return LocalRunner()
+    from curator.runners.ray import RayRunner
+
+    return RayRunner(config.run)

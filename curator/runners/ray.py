@@ -1,0 +1,183 @@
+"""Ray Data streaming runner: the same stages as the local runner, as a streaming graph.
+
+    listing parts --flat_map--> video rows --map_batches(stage)--> ... --> driver
+
+Model-loading stages (``Stage.stateful``) run as autoscaling actor pools
+(``ActorPoolStrategy(min_size, max_size)``); the others as tasks. Each stage's CPUs,
+GPUs, memory and custom resources come from its config. The transcode stage fans one
+video row out into its clip rows (``map_batches`` may return more rows than it got).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+
+from curator import storage
+from curator.config import RunConfig
+from curator.pipeline import Pipeline, StageSpec
+from curator.records import Row, to_table
+from curator.stage import RunContext, Stage
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+
+
+def _project_root() -> str:
+    import curator
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(curator.__file__)))
+
+
+def init_ray(cfg: RunConfig) -> None:
+    """Join a cluster (`address`) or start an embedded Ray on this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # A curation tool should not phone home unless the user says so.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Workers import the same curator as the driver (a checkout, not only an install).
+    root = _project_root()
+    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if cfg.address:
+        ray.init(address=cfg.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+
+
+# ------------------------------------------------------------------ stage adapters
+class StageActor:
+    """A stage inside a Ray actor: built and set up once, then called per batch."""
+
+    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema):
+        self.stage: Stage = spec.build(ctx)
+        self.stage.ensure_setup()
+        self.schema = schema
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(self.stage.process(batch.to_pylist()), self.schema)
+
+
+_TASK_STAGES: dict[str, Stage] = {}
+
+
+def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> pa.Table:
+    """A stage as a Ray task; the stage object is cached per worker process."""
+    key = f"{ctx.run_id}:{spec.name}"
+    stage = _TASK_STAGES.get(key)
+    if stage is None:
+        stage = _TASK_STAGES[key] = spec.build(ctx)
+    return to_table(stage.process(batch.to_pylist()), schema)
+
+
+def read_listing_part(item: dict[str, Any]) -> list[Row]:
+    return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
+
+
+# ----------------------------------------------------------------------- runner
+class RayRunner:
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    def _listing_parts(self, pipeline: Pipeline, inputs: Iterable[Row]) -> list[str]:
+        """Write the listing in parts under the output (workers read them; the driver
+        never holds more than one part)."""
+        ctx = pipeline.ctx
+        size = self.cfg.listing_part_size
+        parts: list[str] = []
+        buf: list[str] = []
+
+        def flush() -> None:
+            uri = storage.join(ctx.output_uri, "_work", ctx.run_id, "listing", f"part-{len(parts):06d}.jsonl")
+            storage.write_bytes(uri, ("\n".join(buf) + "\n").encode())
+            parts.append(uri)
+            buf.clear()
+
+        for row in inputs:
+            buf.append(json.dumps(row))
+            if len(buf) >= size:
+                flush()
+        if buf:
+            flush()
+        return parts
+
+    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+        import ray
+        import ray.data
+
+        init_ray(self.cfg)
+        ctx = pipeline.ctx
+        parts = self._listing_parts(pipeline, inputs)
+        if not parts:
+            return
+        dctx = ray.data.DataContext.get_current()
+        dctx.enable_progress_bars = sys.stderr.isatty()
+        dctx.execution_options.preserve_order = False
+        schema = pipeline.flow_schema
+        ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
+        ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        for spec in pipeline.specs:
+            ds = self._apply(ds, spec, ctx, schema)
+        names = set(pipeline.schema.names)
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
+        finally:
+            for uri in parts:
+                storage.delete(uri)
+
+    def _apply(self, ds: Any, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> Any:
+        import ray.data
+
+        stage = spec.build(ctx)
+        res = stage.resources
+        kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow",
+                                      num_cpus=res.num_cpus, zero_copy_batch=True)
+        if res.num_gpus:
+            kwargs["num_gpus"] = res.num_gpus
+        if res.memory_gb:
+            kwargs["memory"] = int(res.memory_gb * 1024**3)
+        if res.custom:
+            kwargs["resources"] = dict(res.custom)
+        # Streaming re-blocking: each task / actor call gets blocks of `batch_size` rows,
+        # so videos (and, after transcode, clips) spread over the pool instead of
+        # travelling in one block.
+        ds = ds.repartition(target_num_rows_per_block=res.batch_size)
+        if stage.stateful:
+            return ds.map_batches(
+                StageActor,
+                fn_constructor_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
+                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max(res.min_actors, res.max_actors)),
+                **kwargs,
+            )
+        return ds.map_batches(stage_task, fn_kwargs={"spec": spec, "ctx": ctx, "schema": schema}, **kwargs)
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
+        """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
+        import ray
+
+        init_ray(self.cfg)
+        remote = ray.remote(num_cpus=0.5, max_retries=RETRIES)(_call)
+        pending: list[Any] = []
+        for item in items:
+            pending.append(remote.remote(fn, item))
+            if len(pending) >= max_in_flight:
+                yield ray.get(pending.pop(0))
+        while pending:
+            yield ray.get(pending.pop(0))
+
+    def close(self) -> None:
+        pass
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)

@@ -1,0 +1,147 @@
+"""One URI interface over local files, S3, GCS and Azure Blob.
+
+    from curator import storage
+    for info in storage.list_objects("s3://raw/videos/", suffixes=[".mp4"]):
+        data = storage.read_bytes(info.uri)
+
+Backends are chosen by scheme and built lazily from the active :class:`StorageConfig`
+(see :func:`configure`); cloud SDKs are imported only when their scheme is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+from typing import BinaryIO, Iterator, Sequence
+
+from .base import (
+    AccessDenied,
+    BucketNotFound,
+    NotFound,
+    ObjectInfo,
+    StorageError,
+    Store,
+    TransientError,
+)
+from .base import local_copy as _local_copy
+from .config import StorageConfig
+from .uri import display, join, local_path, normalize, relative, split
+
+__all__ = [
+    "AccessDenied", "BucketNotFound", "NotFound", "ObjectInfo", "StorageError", "Store",
+    "TransientError", "StorageConfig", "configure", "store_for", "list_objects", "stat",
+    "exists", "read_bytes", "read_range", "write_bytes", "open_write", "upload", "download",
+    "delete", "local_copy", "join", "normalize", "relative", "split", "local_path", "display",
+]
+
+#: scheme -> "module:Class", imported on first use
+BACKENDS = {
+    "file": "curator.storage.local:LocalStore",
+    "mem": "curator.storage.memory:MemoryStore",
+    "s3": "curator.storage.s3:S3Store",
+    "gs": "curator.storage.gcs:GCSStore",
+    "az": "curator.storage.azure:AzureStore",
+}
+
+_lock = threading.Lock()
+_config = StorageConfig()
+_stores: dict[str, Store] = {}
+
+
+def configure(config: StorageConfig | None) -> None:
+    """Set the storage config for this process (drivers and workers both call this)."""
+    global _config
+    with _lock:
+        new = config or StorageConfig()
+        if new != _config:
+            _config = new
+            _stores.clear()
+
+
+def current_config() -> StorageConfig:
+    return _config
+
+
+def store_for(uri: str) -> Store:
+    scheme = split(uri)[0]
+    with _lock:
+        store = _stores.get(scheme)
+        if store is None:
+            target = BACKENDS.get(scheme)
+            if target is None:
+                raise StorageError(f"unsupported URI scheme {scheme!r} in {display(uri)}; "
+                                   f"use one of {', '.join(sorted(BACKENDS))}")
+            mod, _, cls = target.partition(":")
+            try:
+                klass = getattr(importlib.import_module(mod), cls)
+            except ImportError as exc:
+                raise StorageError(f"the {scheme}:// backend needs a package that is not installed: {exc}") from None
+            store = klass(_config) if _takes_config(klass) else klass()
+            _stores[scheme] = store
+        return store
+
+
+def _takes_config(klass: type) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(klass).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+def list_objects(prefix: str, suffixes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[ObjectInfo]:
+    prefix = normalize(prefix)
+    return store_for(prefix).list(prefix, suffixes, page_size or _config.list_page_size)
+
+
+def stat(uri: str) -> ObjectInfo:
+    uri = normalize(uri)
+    return store_for(uri).stat(uri)
+
+
+def exists(uri: str) -> bool:
+    uri = normalize(uri)
+    return store_for(uri).exists(uri)
+
+
+def read_bytes(uri: str) -> bytes:
+    uri = normalize(uri)
+    return store_for(uri).read_bytes(uri)
+
+
+def read_range(uri: str, start: int, end: int | None = None) -> bytes:
+    uri = normalize(uri)
+    return store_for(uri).read_range(uri, start, end)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    uri = normalize(uri)
+    store_for(uri).write_bytes(uri, data)
+
+
+def open_write(uri: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    uri = normalize(uri)
+    return store_for(uri).open_write(uri)
+
+
+def upload(local: str, uri: str) -> None:
+    uri = normalize(uri)
+    store_for(uri).upload(local, uri)
+
+
+def download(uri: str, local: str) -> None:
+    uri = normalize(uri)
+    store_for(uri).download(uri, local)
+
+
+def delete(uri: str) -> None:
+    uri = normalize(uri)
+    store_for(uri).delete(uri)
+
+
+def local_copy(uri: str) -> contextlib.AbstractContextManager[str]:
+    """`with local_copy(uri) as path:` a local file for decoders (a temp copy if remote)."""
+    uri = normalize(uri)
+    return _local_copy(store_for(uri), uri, local_path(uri))

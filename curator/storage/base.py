@@ -1,0 +1,166 @@
+"""The storage interface every backend implements.
+
+A backend serves one URI scheme. URIs are always absolute (`file:///abs/path`,
+`s3://bucket/key`, `gs://bucket/key`, `az://container/key`, `mem://bucket/key`).
+Callers normally use the module-level helpers in :mod:`curator.storage`, which pick the
+backend from the URI; stages never import a cloud SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Sequence
+
+
+class StorageError(Exception):
+    """Base class: one line, no credentials, names the URI."""
+
+
+class NotFound(StorageError):
+    """The object (or its bucket / container) does not exist."""
+
+
+class BucketNotFound(NotFound):
+    """The bucket or container does not exist."""
+
+
+class AccessDenied(StorageError):
+    """Credentials were rejected or lack permission."""
+
+
+class TransientError(StorageError):
+    """Throttling, 5xx or a dropped connection: worth retrying."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    mtime: float | None = None  # seconds since the epoch, when the backend knows it
+    etag: str | None = None
+
+
+def _matches(key: str, suffixes: Sequence[str] | None) -> bool:
+    if not suffixes:
+        return True
+    low = key.lower()
+    return any(low.endswith(s.lower()) for s in suffixes)
+
+
+class Store(ABC):
+    """One backend. Instances are cheap, thread-safe and picklable by reconstruction."""
+
+    scheme: str = ""
+    #: objects at least this large are written with the backend's multipart / resumable /
+    #: block upload instead of one request.
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_chunk: int = 16 * 1024 * 1024
+
+    # -- listing -----------------------------------------------------------------------
+    @abstractmethod
+    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
+        """Yield every object whose URI starts with `prefix_uri`, page by page, in key order."""
+
+    def list(
+        self,
+        prefix_uri: str,
+        suffixes: Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[ObjectInfo]:
+        """A lazy, paginated listing: memory is one page, never the whole listing."""
+        for info in self._iter_objects(prefix_uri, page_size):
+            if _matches(info.uri, suffixes):
+                yield info
+
+    # -- metadata ----------------------------------------------------------------------
+    @abstractmethod
+    def stat(self, uri: str) -> ObjectInfo:
+        """Size and mtime of one object; raises NotFound."""
+
+    def exists(self, uri: str) -> bool:
+        try:
+            self.stat(uri)
+            return True
+        except NotFound:
+            return False
+
+    # -- reads -------------------------------------------------------------------------
+    @abstractmethod
+    def read_range(self, uri: str, start: int, end: int | None) -> bytes:
+        """Bytes [start, end) of an object (end=None: to the end)."""
+
+    def read_bytes(self, uri: str) -> bytes:
+        return self.read_range(uri, 0, None)
+
+    def download(self, uri: str, local_path: str) -> None:
+        """Stream an object to a local file (atomically: temp name, then rename)."""
+        parent = os.path.dirname(os.path.abspath(local_path))
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self._download_to(uri, fh)
+            os.replace(tmp, local_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _download_to(self, uri: str, fh: BinaryIO) -> None:
+        size = self.stat(uri).size
+        pos = 0
+        chunk = self.multipart_chunk
+        while pos < size:
+            data = self.read_range(uri, pos, min(size, pos + chunk))
+            if not data:
+                break
+            fh.write(data)
+            pos += len(data)
+
+    # -- writes ------------------------------------------------------------------------
+    @abstractmethod
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write a whole object atomically: readers see the old object or the new one."""
+
+    def upload(self, local_path: str, uri: str) -> None:
+        """Upload a local file atomically; large files use multipart / resumable uploads."""
+        with open(local_path, "rb") as fh:
+            self.write_bytes(uri, fh.read())
+
+    @contextlib.contextmanager
+    def open_write(self, uri: str) -> Iterator[BinaryIO]:
+        """A writable file; the object appears under `uri` only if the block exits cleanly."""
+        fd, tmp = tempfile.mkstemp(prefix="curator-upload-")
+        try:
+            with os.fdopen(fd, "w+b") as fh:
+                yield fh
+            self.upload(tmp, uri)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    # -- delete ------------------------------------------------------------------------
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Delete one object; deleting a missing object is not an error."""
+
+
+@contextlib.contextmanager
+def local_copy(store: Store, uri: str, local_path: str | None) -> Iterator[str]:
+    """Yield a local path holding the object; a temp copy unless the object is local."""
+    if local_path is not None:
+        yield local_path
+        return
+    tmpdir = tempfile.mkdtemp(prefix="curator-dl-")
+    try:
+        suffix = os.path.splitext(uri)[1][:16]
+        dst = os.path.join(tmpdir, "object" + suffix)
+        store.download(uri, dst)
+        yield dst
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

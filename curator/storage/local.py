@@ -1,0 +1,129 @@
+"""Local filesystem backend (`file://` and plain paths)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Iterator
+
+from .base import AccessDenied, NotFound, ObjectInfo, Store, StorageError
+from .uri import local_path, normalize
+
+
+def _path(uri: str) -> str:
+    p = local_path(uri)
+    if p is None:
+        raise ValueError(f"not a file URI: {uri}")
+    return p
+
+
+def _errors(uri: str, exc: OSError) -> StorageError:
+    if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+        return NotFound(f"no such object: {uri}")
+    if isinstance(exc, PermissionError):
+        return AccessDenied(f"access denied: {uri}")
+    return StorageError(f"{uri}: {exc.strerror or exc}")
+
+
+class LocalStore(Store):
+    scheme = "file"
+
+    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
+        prefix = _path(prefix_uri)
+        # A prefix may be a directory or a partial file name, as in object stores.
+        if os.path.isdir(prefix):
+            root, name_prefix = prefix, ""
+        else:
+            root, name_prefix = os.path.dirname(prefix), os.path.basename(prefix)
+        if not os.path.isdir(root):
+            return
+
+        def walk(d: str) -> Iterator[ObjectInfo]:
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except FileNotFoundError:
+                return
+            for e in entries:
+                if e.name.startswith(".part-") or e.name.startswith(".curator-tmp-"):
+                    continue  # our own in-flight temp files
+                if e.is_dir(follow_symlinks=False):
+                    yield from walk(e.path)
+                elif e.is_file():
+                    st = e.stat()
+                    yield ObjectInfo(normalize(e.path), st.st_size, st.st_mtime)
+
+        for e in sorted(os.scandir(root), key=lambda e: e.name):
+            if not e.name.startswith(name_prefix) or e.name.startswith((".part-", ".curator-tmp-")):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                yield from walk(e.path)
+            elif e.is_file():
+                st = e.stat()
+                yield ObjectInfo(normalize(e.path), st.st_size, st.st_mtime)
+
+    def stat(self, uri: str) -> ObjectInfo:
+        p = _path(uri)
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise _errors(uri, exc) from None
+        if not os.path.isfile(p):
+            raise NotFound(f"not an object (a directory?): {uri}")
+        return ObjectInfo(normalize(p), st.st_size, st.st_mtime)
+
+    def read_range(self, uri: str, start: int, end: int | None) -> bytes:
+        try:
+            with open(_path(uri), "rb") as fh:
+                fh.seek(start)
+                return fh.read() if end is None else fh.read(max(0, end - start))
+        except OSError as exc:
+            raise _errors(uri, exc) from None
+
+    def download(self, uri: str, local: str) -> None:
+        try:
+            super().download(uri, local)
+        except OSError as exc:
+            raise _errors(uri, exc) from None
+
+    def _download_to(self, uri: str, fh: BinaryIO) -> None:
+        with open(_path(uri), "rb") as src:
+            shutil.copyfileobj(src, fh, 8 * 1024 * 1024)
+
+    def _tmp_for(self, path: str) -> tuple[int, str]:
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        return tempfile.mkstemp(prefix=".curator-tmp-", dir=parent)
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        with self.open_write(uri) as fh:
+            fh.write(data)
+
+    def upload(self, local: str, uri: str) -> None:
+        with self.open_write(uri) as fh, open(local, "rb") as src:
+            shutil.copyfileobj(src, fh, 8 * 1024 * 1024)
+
+    @contextlib.contextmanager
+    def open_write(self, uri: str) -> Iterator[BinaryIO]:
+        path = _path(uri)
+        try:
+            fd, tmp = self._tmp_for(path)
+        except OSError as exc:
+            raise _errors(uri, exc) from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def delete(self, uri: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_path(uri))

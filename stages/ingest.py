@@ -1,0 +1,70 @@
+"""Ingest: fetch (when remote), sniff and probe each input video.
+
+Unreadable, empty, audio-only, still-image, too-short, too-long and oversized inputs
+become rows with a reason; nothing here raises past the row.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from curator import storage
+from curator.config import IngestConfig
+from curator.media.probe import ProbeError, probe
+from curator.manifest import part_uri
+from curator.records import REJECTED, SKIPPED, Reason, Row, stop
+from curator.stage import Stage
+
+class IngestStage(Stage):
+    name = "ingest"
+    kind = "video"
+    columns: list[tuple[str, pa.DataType]] = []
+    config: IngestConfig
+
+    def process_row(self, row: Row) -> Row:
+        cfg = self.config
+        uri = row["source_uri"]
+        if self.ctx.config.run.resume and storage.exists(part_uri(self.ctx.output_uri, row["video_id"])):
+            row["status"] = SKIPPED
+            row["stage"] = self.name
+            row["reason"] = "done_before"
+            return row
+        try:
+            info = storage.stat(uri)
+        except storage.StorageError as exc:
+            return stop(row, self.name, Reason.STORAGE, str(exc))
+        row["size_bytes"] = info.size
+        if info.size == 0:
+            return stop(row, self.name, Reason.EMPTY, "zero-byte file")
+        if info.size > cfg.max_size_gb * 1024**3:
+            return stop(row, self.name, Reason.TOO_LARGE,
+                        f"{info.size / 1024**3:.1f} GiB > stages.ingest.max_size_gb={cfg.max_size_gb}",
+                        status=REJECTED)
+        local = storage.local_path(uri)
+        try:
+            if local is None:
+                data = storage.read_bytes(uri)
+                row["video_bytes"] = data
+                vi = probe(data)
+            else:
+                vi = probe(local)
+        except storage.StorageError as exc:
+            return stop(row, self.name, Reason.STORAGE, str(exc))
+        except ProbeError as exc:
+            return stop(row, self.name, exc.reason, exc.detail)
+        row.update(vi.as_row())
+        if vi.width * vi.height > cfg.max_pixels:
+            return self._reject(row, Reason.TOO_MANY_PIXELS,
+                                f"{vi.width}x{vi.height} > stages.ingest.max_pixels={cfg.max_pixels}")
+        if vi.duration_s > cfg.max_duration_s:
+            return self._reject(row, Reason.TOO_LONG,
+                                f"{vi.duration_s:.0f} s > stages.ingest.max_duration_s={cfg.max_duration_s:.0f}")
+        if vi.duration_s < cfg.min_duration_s:
+            return self._reject(row, Reason.TOO_SHORT,
+                                f"{vi.duration_s:.2f} s < stages.ingest.min_duration_s={cfg.min_duration_s}")
+        return row
+
+    def _reject(self, row: Row, reason: str, detail: str) -> Row:
+        row.pop("video_bytes", None)
+        return stop(row, self.name, reason, detail, status=REJECTED)
+

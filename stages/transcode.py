@@ -1,0 +1,87 @@
+"""Transcode: cut every span of a video into an H.264 mp4 clip — one video in, many clips out.
+
+The source is decoded once. On GPU (PyNvVideoCodec NVDEC + NVENC, when the machine has
+them and `encoder` allows) the GPU twin in :mod:`curator.media.nvcodec` is used; else
+libx264 through PyAV. Clips are upright (rotation applied), yuv420p, even-sized, and
+hold exactly the frames of their span.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from curator.config import TranscodeConfig
+from curator.media import encode, nvcodec
+from curator.media.decode import DecodeStats
+from curator.media.source import source_of
+from curator.records import OK, Reason, Row, clip_id_for, stop
+from curator.stage import Requirement, Stage
+
+log = logging.getLogger(__name__)
+
+#: video-level fields every clip row carries
+INHERITED = ("video_id", "source_uri", "source_key", "width", "height", "fps", "codec", "rotation", "vfr")
+
+
+class TranscodeStage(Stage):
+    name = "transcode"
+    kind = "video"
+    config: TranscodeConfig
+
+    def requirements(self) -> list[Requirement]:
+        if self.config.encoder == "gpu":
+            why = nvcodec.unavailable_reason()
+            if why:
+                return [Requirement(f"GPU transcoding (stages.transcode.encoder=gpu): {why}",
+                                    fix="pip install 'curator[gpu]' on a machine with an NVENC-capable GPU, "
+                                        "or set stages.transcode.encoder=cpu")]
+        return []
+
+    def setup(self) -> None:
+        self.use_gpu = self.config.encoder != "cpu" and nvcodec.unavailable_reason() is None
+        if self.config.encoder == "auto":
+            log.info("transcode: %s", "GPU (PyNvVideoCodec)" if self.use_gpu else "CPU (libx264)")
+
+    def process_row(self, row: Row) -> list[Row]:
+        spans = [encode.Span(**s) for s in (row.get("spans") or [])]
+        source = source_of(row)
+        stats = DecodeStats()
+        kwargs = dict(rotation=int(row.get("rotation") or 0), fps=row.get("fps"),
+                      max_short_side=self.config.max_short_side, stats=stats)
+        if self.use_gpu:
+            clips = nvcodec.transcode_spans(source, spans, bitrate_mbps=self.config.gpu_bitrate_mbps, **kwargs)
+            encoder = "nvenc"
+        else:
+            clips = encode.transcode_spans(source, spans, crf=self.config.crf, preset=self.config.preset, **kwargs)
+            encoder = "libx264"
+        row.pop("video_bytes", None)
+        out: list[Row] = []
+        for i, c in enumerate(clips):
+            clip: Row = {k: row.get(k) for k in INHERITED}
+            clip.update({
+                "kind": "clip",
+                "clip_id": clip_id_for(row["video_id"], i),
+                "status": OK,
+                "clip_index": i,
+                "start_frame": c.span.start_frame,
+                "end_frame": c.span.end_frame,
+                "start_s": c.span.start_s,
+                "end_s": c.span.end_s,
+                "clip_width": c.width,
+                "clip_height": c.height,
+                "clip_fps": round(c.fps, 6),
+                "clip_frames": c.frames,
+                "clip_duration_s": round(c.frames / c.fps, 6) if c.fps else None,
+                "encoder": encoder,
+            })
+            if c.data is None:
+                stop(clip, self.name, Reason.TRANSCODE_FAILED, c.error or "encoding failed")
+            else:
+                clip["mp4"] = c.data
+                clip["clip_bytes"] = len(c.data)
+                clip["clip_sha256"] = c.sha256
+            out.append(clip)
+        row["num_clips"] = len(out)
+        if not out:
+            stop(row, self.name, Reason.TRANSCODE_FAILED, stats.error or "no clips encoded")
+        return [row] + out
