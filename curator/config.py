@@ -130,6 +130,11 @@ class ShardConfig(_Model):
 
 
 class StagesConfig(_Model):
+    order: list[str] = Field(
+        default_factory=list,
+        description="Stages between transcode and staging, in run order (filters cheapest first, then "
+                    "embed, video type, caption). A stage listed here still needs enabled: true.",
+    )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     transcode: TranscodeConfig = Field(default_factory=TranscodeConfig)

@@ -33,6 +33,10 @@ STAGES: dict[str, str] = {
     "staging": "stages.staging:StagingStage",
 }
 
+#: the fixed head and tail of the graph; `stages.order` (config) is the middle
+HEAD = ["ingest", "split", "transcode"]
+TAIL = ["staging"]
+
 #: stages the pipeline cannot run without
 REQUIRED = {"ingest", "transcode", "staging"}
 
@@ -83,7 +87,14 @@ class Pipeline:
 
 
 def stage_order(config: PipelineConfig) -> list[str]:
-    return list(STAGES)
+    middle = list(config.stages.order)
+    for name in middle:
+        if name not in STAGES or name in HEAD or name in TAIL:
+            known = sorted(set(STAGES) - set(HEAD) - set(TAIL))
+            raise PipelineError(f"stages.order: unknown stage {name!r} (known: {', '.join(known) or 'none'})")
+    if len(set(middle)) != len(middle):
+        raise PipelineError("stages.order lists a stage twice")
+    return HEAD + middle + TAIL
 
 
 def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:

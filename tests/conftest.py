@@ -1,0 +1,62 @@
+"""Shared fixtures. Ray-based tests run a local Ray with token auth and usage stats
+switched off explicitly (recent Ray enables token auth by default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = ROOT / "tests" / "data" / "media"
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    return MEDIA
+
+
+@pytest.fixture
+def media(tmp_path: Path):
+    """Copy named files from tests/data/media into a fresh folder; returns that folder."""
+
+    def _copy(*names: str) -> Path:
+        d = tmp_path / "in"
+        d.mkdir(exist_ok=True)
+        for n in names:
+            shutil.copy(MEDIA / n, d / n)
+        return d
+
+    return _copy
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole session (ray.init costs seconds and ~1.7 GB)."""
+    import ray
+
+    if not ray.is_initialized():
+        from curator.runners.ray import init_ray
+        from curator.config import RunConfig
+
+        init_ray(RunConfig(num_cpus=2))
+    yield ray
+    ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
