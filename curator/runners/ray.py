@@ -79,7 +79,8 @@ def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Sch
     return to_table(stage.process(batch.to_pylist()), schema)
 
 
-def read_listing_part(item: dict[str, Any]) -> list[Row]:
+def read_listing_part(item: dict[str, Any], storage_cfg: Any = None) -> list[Row]:
+    storage.configure(storage_cfg)  # a worker: the parts may live in a bucket (endpoints, credentials)
     return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
 
 
@@ -124,7 +125,7 @@ class RayRunner:
         dctx.execution_options.preserve_order = False
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
-        ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
