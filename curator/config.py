@@ -255,8 +255,9 @@ def _commented_yaml(model: BaseModel, indent: int = 0) -> str:
         if isinstance(value, BaseModel):
             out.append(f"{pad}{name}:")
             out.append(_commented_yaml(value, indent + 1))
+        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+            out.append(f"{pad}{name}: {json.dumps(value)}")  # JSON is YAML flow style
         else:
-            dumped = yaml.safe_dump({name: value if not isinstance(value, BaseModel) else value.model_dump(mode="json")},
-                                    sort_keys=False, default_flow_style=None).rstrip("\n")
+            dumped = yaml.safe_dump({name: value}, sort_keys=False, default_flow_style=False).rstrip("\n")
             out.extend(pad + line for line in dumped.splitlines())
     return "\n".join(x for x in out if x != "")
