@@ -30,7 +30,8 @@ def _setup_logging(level: str) -> None:
 # --------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from curator import pipeline as pl
-    from curator.driver import Progress, execute
+    from curator.driver import execute
+    from curator.progress import Progress
     from curator.runners import make_runner
 
     run_over: dict[str, Any] = {}
@@ -47,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in reqs:
             print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
     runner = make_runner(cfg)
-    summary = execute(pipeline, runner, force=args.force, progress=Progress())
+    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return 0
 

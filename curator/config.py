@@ -62,6 +62,7 @@ class IngestConfig(StageConfig):
     max_size_gb: float = Field(20.0, gt=0, description="Larger inputs are rejected (reason 'too_large').")
     max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer inputs are rejected ('too_long').")
     max_pixels: int = Field(8192 * 8192, gt=0, description="Width x height above this is rejected ('too_many_pixels').")
+    max_fps: float = Field(1000.0, gt=0, description="Frame rates above this (or zero) mean a broken header ('bad_header').")
     min_duration_s: float = Field(2.0, ge=0, description="Shorter inputs are rejected ('too_short').")
     resources: Resources = _res(num_cpus=0.5, batch_size=1)
 
@@ -152,6 +153,7 @@ class RunConfig(_Model):
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
+    progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
 
 def default_model_dir() -> str:

@@ -10,7 +10,6 @@ video row out into its clip rows (``map_batches`` may return more rows than it g
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import RunConfig
+from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
@@ -80,7 +80,7 @@ def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Sch
 
 
 def read_listing_part(item: dict[str, Any]) -> list[Row]:
-    return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
+    return read_part(item["uri"])
 
 
 # ----------------------------------------------------------------------- runner
@@ -88,35 +88,13 @@ class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
 
-    def _listing_parts(self, pipeline: Pipeline, inputs: Iterable[Row]) -> list[str]:
-        """Write the listing in parts under the output (workers read them; the driver
-        never holds more than one part)."""
-        ctx = pipeline.ctx
-        size = self.cfg.listing_part_size
-        parts: list[str] = []
-        buf: list[str] = []
-
-        def flush() -> None:
-            uri = storage.join(ctx.output_uri, "_work", ctx.run_id, "listing", f"part-{len(parts):06d}.jsonl")
-            storage.write_bytes(uri, ("\n".join(buf) + "\n").encode())
-            parts.append(uri)
-            buf.clear()
-
-        for row in inputs:
-            buf.append(json.dumps(row))
-            if len(buf) >= size:
-                flush()
-        if buf:
-            flush()
-        return parts
-
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         import ray
         import ray.data
 
         init_ray(self.cfg)
         ctx = pipeline.ctx
-        parts = self._listing_parts(pipeline, inputs)
+        parts = listing.parts
         if not parts:
             return
         dctx = ray.data.DataContext.get_current()
@@ -128,12 +106,8 @@ class RayRunner:
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
-        finally:
-            for uri in parts:
-                storage.delete(uri)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
 
     def _apply(self, ds: Any, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> Any:
         import ray.data
