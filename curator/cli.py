@@ -39,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_over["address"] = args.address
     if args.runner:
         run_over["runner"] = args.runner
+    if args.only_failed:
+        run_over["only_failed"] = True
     cfg = _load(args, input=args.input, output=args.output)
     if run_over:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
+    p.add_argument("--only-failed", action="store_true",
+                   help="redo only the videos that ended with an error in an earlier run into this output")
     _config_args(p)
     p.set_defaults(fn=cmd_run)
 
