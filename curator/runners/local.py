@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator
 
 from curator import storage
+from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
 from curator.stage import Stage
@@ -23,10 +24,11 @@ class LocalRunner:
             self._stages = [spec.build(pipeline.ctx) for spec in pipeline.specs]
         return self._stages
 
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         stages = self.stages(pipeline)
         flow = pipeline.flow_schema
         manifest_names = set(pipeline.schema.names)
+        inputs: Iterable[Row] = listing.rows()
         first = stages[0] if stages else None
         if first is not None and hasattr(first, "prefetch_uri"):
             # download the next videos (storage.prefetch of them) while this one is processed
