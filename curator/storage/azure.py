@@ -31,10 +31,9 @@ import uuid
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from .base import AccessDenied, BucketNotFound, NotFound, ObjectInfo, StorageError, TransientError
-from .remote import RemoteStore, Source, run_parts
-from .retry import (BUCKET_CODES, DENIED_CODES, OBJECT_CODES, exc_name, is_connection_error, make_error,
-                    retryable_status)
+from .base import AccessDenied, ObjectInfo, StorageError, TransientError
+from .remote import Page, RemoteStore, Source, run_parts
+from .retry import BUCKET_CODES, classify_http, exc_name, is_connection_error, make_error
 from .uri import split
 
 
@@ -122,18 +121,7 @@ class AzureStore(RemoteStore):
                                            ServiceResponseError)
 
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            status = exc.status_code
-            code = str(getattr(exc, "error_code", None) or "")
-            detail = f"HTTP {status} {code}".strip()
-            if code in BUCKET_CODES:
-                return make_error(BucketNotFound, uri, op)
-            if code in OBJECT_CODES or status == 404:
-                return make_error(NotFound, uri, op)
-            if status in (401, 403) or code in DENIED_CODES:
-                return make_error(AccessDenied, uri, op, detail)
-            if retryable_status(status, code):
-                return make_error(TransientError, uri, op, detail)
-            return make_error(StorageError, uri, op, detail)
+            return classify_http(exc.status_code, str(getattr(exc, "error_code", None) or ""), uri, op)
         if isinstance(exc, ClientAuthenticationError):  # e.g. no credential found by DefaultAzureCredential
             return make_error(AccessDenied, uri, op, "no usable Azure credential")
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)) or is_connection_error(exc):
@@ -141,29 +129,17 @@ class AzureStore(RemoteStore):
         return make_error(StorageError, uri, op, exc_name(exc))
 
     # ----------------------------------------------------------------- listing
-    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
-        _, container, prefix = split(prefix_uri)
-        token: str | None = None
-        while True:
-            def fetch(token: str | None = token) -> tuple[list[tuple[str, int, float | None, str | None]], str | None]:
-                cc = self.client.get_container_client(container)
-                pages = cc.list_blobs(name_starts_with=prefix or None, results_per_page=page_size,
-                                      timeout=int(self.config.timeout_s)).by_page(continuation_token=token)
-                try:
-                    page = next(pages)
-                except StopIteration:
-                    return [], None
-                items = [(b.name, int(b.size or 0), b.last_modified.timestamp() if b.last_modified else None,
-                          b.etag) for b in page]
-                return items, pages.continuation_token
-
-            items, token = self._call(fetch, "list", prefix_uri, "list")
-            for name, size, mtime, etag in items:
-                if not name.endswith("/"):
-                    yield ObjectInfo(f"az://{container}/{name}", size, mtime, etag)
-            if not token:
-                return
-            del items
+    def _list_page(self, container: str, prefix: str, page_size: int, token: str | None) -> Page:
+        pages = self.client.get_container_client(container).list_blobs(
+            name_starts_with=prefix or None, results_per_page=page_size,
+            timeout=int(self.config.timeout_s)).by_page(continuation_token=token)
+        try:
+            page = next(pages)
+        except StopIteration:
+            return [], None
+        items = [(b.name, int(b.size or 0), b.last_modified.timestamp() if b.last_modified else None, b.etag)
+                 for b in page]
+        return items, pages.continuation_token
 
     # ---------------------------------------------------------------- metadata
     def _bucket_exists(self, uri: str) -> bool:

@@ -19,9 +19,9 @@ import os
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from .base import AccessDenied, BucketNotFound, NotFound, ObjectInfo, StorageError, TransientError
-from .remote import RemoteStore, Source
-from .retry import exc_name, is_connection_error, make_error, retryable_status
+from .base import AccessDenied, BucketNotFound, ObjectInfo, StorageError, TransientError
+from .remote import Page, RemoteStore, Source
+from .retry import classify_http, exc_name, is_connection_error, make_error
 from .uri import split
 
 #: streamed downloads write (and can resume) in pieces of this size
@@ -111,14 +111,7 @@ class GCSStore(RemoteStore):
             resp = getattr(exc, "response", None)  # resumable-media's InvalidResponse
             status = getattr(resp, "status_code", None)
         if status is not None:
-            detail = f"HTTP {status}"
-            if status == 404:
-                return make_error(NotFound, uri, op)
-            if status in (401, 403):
-                return make_error(AccessDenied, uri, op, detail)
-            if retryable_status(status):
-                return make_error(TransientError, uri, op, detail)
-            return make_error(StorageError, uri, op, detail)
+            return classify_http(status, str(status), uri, op)
         if isinstance(exc, aexc.DefaultCredentialsError):
             return AccessDenied(f"no Google credentials for {split(uri)[0]}://{split(uri)[1]}: run "
                                 "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
@@ -131,32 +124,19 @@ class GCSStore(RemoteStore):
         return make_error(StorageError, uri, op, exc_name(exc))
 
     # ----------------------------------------------------------------- listing
-    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
+    def _list_page(self, bucket: str, prefix: str, page_size: int, token: str | None) -> Page:
         from google.api_core import exceptions as gexc
 
-        _, bucket, prefix = split(prefix_uri)
-        token: str | None = None
-        while True:
-            def fetch(token: str | None = token) -> tuple[list[tuple[str, int, float | None, str | None]], str | None]:
-                it = self.client.list_blobs(bucket, prefix=prefix or None, page_size=page_size, page_token=token,
-                                            retry=None, timeout=self._timeout)
-                try:
-                    page = next(it.pages)
-                except StopIteration:
-                    return [], None
-                except gexc.NotFound:
-                    raise make_error(BucketNotFound, prefix_uri, "list") from None
-                items = [(b.name, int(b.size or 0), b.updated.timestamp() if b.updated else None, b.etag)
-                         for b in page]
-                return items, it.next_page_token
-
-            items, token = self._call(fetch, "list", prefix_uri, "list")
-            for name, size, mtime, etag in items:
-                if not name.endswith("/"):
-                    yield ObjectInfo(f"gs://{bucket}/{name}", size, mtime, etag)
-            if not token:
-                return
-            del items
+        it = self.client.list_blobs(bucket, prefix=prefix or None, page_size=page_size, page_token=token,
+                                    retry=None, timeout=self._timeout)
+        try:
+            page = next(it.pages)
+        except StopIteration:
+            return [], None
+        except gexc.NotFound:  # a listing's only 404: the bucket
+            raise make_error(BucketNotFound, f"gs://{bucket}/{prefix}", "list") from None
+        items = [(b.name, int(b.size or 0), b.updated.timestamp() if b.updated else None, b.etag) for b in page]
+        return items, it.next_page_token
 
     # ---------------------------------------------------------------- metadata
     def _bucket_exists(self, uri: str) -> bool:

@@ -25,8 +25,12 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 from .base import BucketNotFound, NotFound, ObjectInfo, StorageError, Store
 from .retry import RetryPolicy, make_error, quiet_sdk_loggers
+from .uri import split
 
 T = TypeVar("T")
+
+#: one listing page: (key, size, mtime, etag) items and the token of the next page (None: last)
+Page = tuple[list[tuple[str, int, "float | None", "str | None"]], "str | None"]
 
 
 class Source:
@@ -139,6 +143,25 @@ class RemoteStore(Store):
 
     @abstractmethod
     def _bucket_exists(self, uri: str) -> bool: ...
+
+    # ------------------------------------------------------------------- listing
+    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
+        """Page after page, each page one retried request; one page in memory."""
+        scheme, bucket, prefix = split(prefix_uri)
+        token: str | None = None
+        while True:
+            items, token = self._call(lambda token=token: self._list_page(bucket, prefix, page_size, token),
+                                      "list", prefix_uri, "list")
+            for key, size, mtime, etag in items:
+                if not key.endswith("/"):  # a "folder" marker, not an object
+                    yield ObjectInfo(f"{scheme}://{bucket}/{key}", size, mtime, etag)
+            if not token:
+                return
+            del items
+
+    @abstractmethod
+    def _list_page(self, bucket: str, prefix: str, page_size: int, token: str | None) -> Page:
+        """One page of keys under `prefix` from `token` (None: the first page)."""
 
     # ------------------------------------------------------------------ metadata
     def stat(self, uri: str) -> ObjectInfo:

@@ -145,6 +145,20 @@ def make_error(cls: type[StorageError], uri: str, op: str, detail: str = "") -> 
     return cls(redact(msg))
 
 
+def classify_http(status: int | None, code: str, uri: str, op: str) -> StorageError:
+    """The curator error for an HTTP error answer (status and service error code)."""
+    detail = f"HTTP {status} {code}".strip() if code != str(status) else f"HTTP {status}"
+    if code in BUCKET_CODES:
+        return make_error(BucketNotFound, uri, op)
+    if code in OBJECT_CODES or status == 404:
+        return make_error(NotFound, uri, op)
+    if status in (401, 403) or code in DENIED_CODES:
+        return make_error(AccessDenied, uri, op, detail)
+    if retryable_status(status, code):
+        return make_error(TransientError, uri, op, detail)
+    return make_error(StorageError, uri, op, detail)
+
+
 def exc_name(exc: BaseException) -> str:
     return type(exc).__name__
 

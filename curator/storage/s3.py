@@ -13,13 +13,11 @@ left behind.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterator
 
-from .base import AccessDenied, BucketNotFound, NotFound, ObjectInfo, StorageError, TransientError
-from .remote import RemoteStore, Source, run_parts
-from .retry import (BUCKET_CODES, DENIED_CODES, OBJECT_CODES, exc_name, is_connection_error, log, make_error,
-                    retryable_status)
+from .base import AccessDenied, ObjectInfo, StorageError, TransientError
+from .remote import Page, RemoteStore, Source, run_parts
+from .retry import classify_http, exc_name, is_connection_error, log, make_error
 from .uri import split
 
 #: streamed downloads write (and can resume) in pieces of this size
@@ -56,17 +54,7 @@ class S3Store(RemoteStore):
 
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = str(exc.response.get("Error", {}).get("Code") or status or "")
-            detail = f"HTTP {status} {code}".strip()
-            if code in BUCKET_CODES:
-                return make_error(BucketNotFound, uri, op)
-            if code in OBJECT_CODES or status == 404:
-                return make_error(NotFound, uri, op)
-            if status in (401, 403) or code in DENIED_CODES:
-                return make_error(AccessDenied, uri, op, detail)
-            if retryable_status(status, code):
-                return make_error(TransientError, uri, op, detail)
-            return make_error(StorageError, uri, op, detail)
+            return classify_http(status, str(exc.response.get("Error", {}).get("Code") or status or ""), uri, op)
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return AccessDenied(f"no usable AWS credentials for {split(uri)[0]}://{split(uri)[1]}: set AWS_PROFILE "
                                 "(or storage.s3.profile), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use an instance role")
@@ -76,24 +64,14 @@ class S3Store(RemoteStore):
         return make_error(StorageError, uri, op, exc_name(exc))
 
     # ----------------------------------------------------------------- listing
-    def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
-        _, bucket, prefix = split(prefix_uri)
-        token: str | None = None
-        while True:
-            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-            if token:
-                kw["ContinuationToken"] = token
-            page = self._call(lambda: self.client.list_objects_v2(**kw), "list", prefix_uri, "list")
-            for obj in page.get("Contents", ()):
-                key = obj["Key"]
-                if key.endswith("/"):
-                    continue  # a "folder" marker, not an object
-                yield ObjectInfo(f"s3://{bucket}/{key}", int(obj["Size"]), obj["LastModified"].timestamp(),
-                                 str(obj.get("ETag", "")).strip('"') or None)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-            del page
+    def _list_page(self, bucket: str, prefix: str, page_size: int, token: str | None) -> Page:
+        kw: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if token:
+            kw["ContinuationToken"] = token
+        page = self.client.list_objects_v2(**kw)
+        items = [(o["Key"], int(o["Size"]), o["LastModified"].timestamp(), str(o.get("ETag", "")).strip('"') or None)
+                 for o in page.get("Contents", ())]
+        return items, page.get("NextContinuationToken") if page.get("IsTruncated") else None
 
     # ---------------------------------------------------------------- metadata
     def _bucket_exists(self, uri: str) -> bool:

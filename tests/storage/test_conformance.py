@@ -130,11 +130,8 @@ def test_64mb_multipart_upload(backend, tmp_path):
     out = tmp_path / "back.bin"
     storage.download(uri, str(out))
     assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
-    assert storage.read_range(uri, 16 * MB - 3, 16 * MB + 3) == data[16 * MB - 3:16 * MB + 3]
-    # and from memory
-    del data
-    storage.write_bytes(uri, local.read_bytes()[::-1])
-    assert storage.read_range(uri, 0, 4) == local.read_bytes()[-4:][::-1]
+    assert storage.read_range(uri, 16 * MB - 3, 16 * MB + 3) == data[16 * MB - 3:16 * MB + 3]  # across parts
+    # (large writes from memory, write_bytes, go the same way: test_upload_killed_midway, test_retry)
 
 
 # --------------------------------------------------------------------- atomicity

@@ -1,7 +1,7 @@
 """Listing 20,000 objects keeps the driver's memory flat: the listing is a generator over
 pages, so the driver holds one page, whatever the bucket holds.
 
-Each measurement runs the driver's own listing (`curator.driver.list_inputs`, what
+Each measurement runs the driver's own listing (`curator.listing.list_inputs`, what
 `curator run` iterates) in a fresh process against moto's S3 server and reads that
 process's peak RSS (the kernel's high-water mark, VmHWM, reset just before the listing)."""
 
@@ -20,7 +20,7 @@ CHILD = r'''
 import sys
 from curator import storage
 from curator.storage.config import StorageConfig
-from curator.driver import list_inputs
+from curator.listing import list_inputs
 from curator.records import new_video_row
 
 
