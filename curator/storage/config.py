@@ -50,7 +50,7 @@ class GCSConfig(_Model):
 
 class AzureConfig(_Model):
     account_url: str | None = Field(
-        None, description="https://ACCOUNT.blob.core.windows.net; with DefaultAzureCredential or an account key."
+        None, description="https://ACCOUNT.blob.core.windows.net; with an account key, a SAS token or DefaultAzureCredential."
     )
     connection_string_env: str = Field(
         "AZURE_STORAGE_CONNECTION_STRING",
@@ -75,8 +75,8 @@ class StorageConfig(_Model):
     max_backoff_s: float = Field(20.0, gt=0, description="Longest delay between two attempts.")
     timeout_s: float = Field(60.0, gt=0, description="Connect and read timeout of one request.")
     multipart_threshold_mb: int = Field(64, ge=5, description="Objects this large use multipart/resumable/block uploads.")
-    multipart_chunk_mb: int = Field(16, ge=5, description="Part size for multipart uploads and chunked downloads.")
-    concurrency: int = Field(4, ge=1, le=64, description="Parts / blocks / ranges in flight per transfer.")
+    multipart_chunk_mb: int = Field(16, ge=5, description="Part / chunk / block size of large uploads.")
+    concurrency: int = Field(4, ge=1, le=64, description="Parts / blocks of one large upload in flight at once.")
     list_page_size: int = Field(1000, ge=1, le=5000, description="Objects per listing request.")
     prefetch: int = Field(
         2, ge=0, le=64, description="Remote input videos downloaded ahead of the one being processed "
