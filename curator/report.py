@@ -508,15 +508,17 @@ def svg_histogram(m: MetricStats) -> str:
                          f'height="{h_ok:.1f}" fill="#16a34a"><title>{ok} passed</title></rect>')
     for v in _ticks(lo, hi):
         x = pl + (v - lo) / (hi - lo) * pw
-        parts.append(f'<text x="{x:.1f}" y="{height - 18}" text-anchor="middle" class="tick">{_num(v)}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 18}" text-anchor="middle" class="tick">{v:.3g}</text>')
     parts.append(f'<text x="{pl - 4}" y="{pt + 4}" text-anchor="end" class="tick">{top}</text>'
                  f'<text x="{pl - 4}" y="{pt + ph}" text-anchor="end" class="tick">0</text>')
     for (op, thr), _cnt in m.thresholds.most_common(3):
         x = pl + (thr - lo) / (hi - lo) * pw
         keep = "keep ≥" if op == ">=" else "keep ≤"
+        right = x > pl + pw / 2  # label on the side with room
         parts.append(f'<line class="threshold" x1="{x:.1f}" y1="{pt - 6}" x2="{x:.1f}" y2="{pt + ph}" '
                      f'stroke="#111" stroke-width="2" stroke-dasharray="5,3"/>'
-                     f'<text x="{x + 4:.1f}" y="{pt - 10}" class="tick">{keep} {_num(thr)}</text>')
+                     f'<text x="{x - 4 if right else x + 4:.1f}" y="{pt - 10}" class="tick" '
+                     f'text-anchor="{"end" if right else "start"}">{keep} {_num(thr)}</text>')
     parts.append(f'<text x="{pl + pw / 2}" y="{height - 3}" text-anchor="middle" class="lbl">'
                  f'{esc(m.stage)} / {esc(m.metric)}</text>')
     return _svg(width, height, "".join(parts), "histogram", f"histogram of {m.stage}/{m.metric}",
@@ -679,7 +681,9 @@ class Renderer:
             return ('<section id="throughput"><h2>Stage throughput</h2><p>No metrics.json in this run.</p>'
                     '</section>')
         step = float(doc.get("bucket_s") or 0.0)
-        stages = doc["stages"]
+        order = ((self.run_doc or {}).get("_run") or {}).get("stages") or []
+        stages = {name: doc["stages"][name] for name in sorted(
+            doc["stages"], key=lambda n: (order.index(n) if n in order else len(order), n))}
         rate = [(name, [n / step if step else 0.0 for n in st.get("finished_per_bucket") or []])
                 for name, st in stages.items()]
         queue = [(name, [float(q) for q in st["queue_per_bucket"]]) for name, st in stages.items()
