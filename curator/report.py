@@ -35,7 +35,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -131,14 +131,15 @@ class Sample:
         self.k = k
         self._heap: list[tuple[int, str, dict[str, Any]]] = []  # max-heap by negated hash
 
-    def offer(self, key: str, item: dict[str, Any]) -> None:
+    def offer(self, key: str, row: Row, make: Callable[[Row], dict[str, Any]] = dict) -> None:
+        """Consider `row`; `make(row)` (the kept item) runs only when it enters the sample."""
         if self.k <= 0:
             return
         h = _hash(key)
         if len(self._heap) < self.k:
-            heapq.heappush(self._heap, (-h, key, item))
+            heapq.heappush(self._heap, (-h, key, make(row)))
         elif -self._heap[0][0] > h:
-            heapq.heapreplace(self._heap, (-h, key, item))
+            heapq.heapreplace(self._heap, (-h, key, make(row)))
 
     def items(self) -> list[dict[str, Any]]:
         return [it for _, _, it in sorted(self._heap, key=lambda e: (-e[0], e[1]))]
@@ -316,7 +317,7 @@ def _scan_row(s: Scan, row: Row, cfg: ReportConfig, has_dedup: bool) -> None:
                 s.shardable.count += 1
                 s.shardable.seconds += secs
             assert s.kept is not None
-            s.kept.offer(row.get("clip_id") or "", _example(row))
+            s.kept.offer(row.get("clip_id") or "", row, _example)
         if row.get("caption"):
             s.has_captions = True
         for c in row.get("checks") or []:
@@ -338,7 +339,7 @@ def _scan_row(s: Scan, row: Row, cfg: ReportConfig, has_dedup: bool) -> None:
         sample = s.examples.get(key)
         if sample is None:
             sample = s.examples[key] = Sample(cfg.thumbs_per_reason)
-        sample.offer(row.get("clip_id") or row.get("video_id") or "", _example(row))
+        sample.offer(row.get("clip_id") or row.get("video_id") or "", row, _example)
 
 
 # ------------------------------------------------------------------ thumbnails
