@@ -1044,3 +1044,32 @@ def _write_back(pf: pq.ParquetFile, man_uri: str, nodes: Nodes, dec: Decisions, 
         finally:
             writer.close()
     del node_of_row
+
+
+def run_phase(output_uri: str, config: Any, runner: Any = None) -> RunResult:
+    """Dedup as a phase of a run (`curator run`, `curator dedup`): the runner's parallel map
+    for the per-cluster work; under Ray the assignment streams through Ray Data, and with a
+    cluster address the spill goes under <output>/_work/dedup so every node can read it."""
+    cfg: DedupConfig = config.dedup
+    use_ray = runner is not None and type(runner).__name__ == "RayRunner"
+    if use_ray and cfg.spill_uri is None and config.run.address:
+        cfg = cfg.model_copy(update={"spill_uri": storage.join(output_uri, "_work", "dedup")})
+    if use_ray:
+        from curator.runners.ray import init_ray
+
+        init_ray(config.run)
+    return dedup_run(output_uri, cfg, map_fn=runner.map if runner is not None else None, use_ray=use_ray)
+
+
+def format_stats(stats: DedupStats) -> str:
+    lines = [
+        f"clips considered: {stats.candidates} ({stats.with_embedding} with an embedding"
+        + (f", {stats.embedding_model}" if stats.embedding_model else "") + ")",
+        f"exact duplicates: {stats.exact_removed} in {stats.exact_groups} groups",
+        f"semantic:         {stats.semantic_nodes} clips, k={stats.k} ({stats.method}/{stats.device}), "
+        f"threshold {stats.threshold}, {stats.visits} border visits"
+        + (f", {stats.capped} clips capped at max_probes" if stats.capped else ""),
+        f"groups:           {stats.groups}; removed {stats.removed}",
+        f"time:             {stats.timings.get('total_s', 0):.1f} s",
+    ]
+    return "\n".join(lines)

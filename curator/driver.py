@@ -234,6 +234,26 @@ def shard(output_uri: str, config: PipelineConfig,
     return results
 
 
+def post_curation(output_uri: str, config: PipelineConfig, runner: Any) -> None:
+    """Global phases between consolidation and sharding: dedup, then the clip index."""
+    if config.dedup.enabled:
+        from curator import dedup
+
+        try:
+            res = dedup.run_phase(output_uri, config, runner)
+        except dedup.DedupError as exc:
+            raise PipelineError(f"dedup: {exc}") from None
+        log.info("dedup: %d duplicates marked in %d groups", res.stats.removed, res.stats.groups)
+    if config.index.enabled:
+        from curator import index
+
+        res_i = index.add_run(output_uri, index.index_uri_for(output_uri, config.index), config.index)
+        if res_i["added"] or res_i["skipped"]:
+            log.info("index: %d clips added to %s", res_i["added"], storage.display(res_i["index"]))
+        else:
+            log.info("index: no clip with an embedding to add")
+
+
 def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:
     table = manifest.read_manifest(output_uri, columns=["kind", "status", "stage", "reason"])
     s = Summary(output=output_uri, elapsed_s=round(elapsed, 3), videos_resumed=resumed)
@@ -270,6 +290,7 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
         collector.add(rows)
     collector.finish()
     manifest.consolidate(ctx.output_uri, pipeline.schema)
+    post_curation(ctx.output_uri, ctx.config, runner)
     results = shard(ctx.output_uri, ctx.config, runner.map) if ctx.config.run.shard else []
     summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
     storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
