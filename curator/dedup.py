@@ -734,7 +734,7 @@ def decide(nodes: Nodes, edges: np.ndarray, best_idx: np.ndarray, best_sim: np.n
     keeper[grouped] = best_of_label[lab[grouped]]
     best = np.zeros(n, np.float32)
     np.maximum.at(best, best_idx, best_sim.astype(np.float32))
-    sim[grouped] = best[grouped]
+    sim[grouped] = np.minimum(best[grouped], 1.0)  # float16 rounding can give 1.00002
     return Decisions(keeper, sim)
 
 
