@@ -90,34 +90,36 @@ def _serial_map(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]
 
 
 # ============================================================================ k-means
-def resolve_backend(method: str, device: str) -> tuple[str, str]:
-    """(method, device) actually used. cuML needs CUDA and the `gpu` extra."""
-    cuda = False
-    if device in ("auto", "cuda"):
-        try:
-            import torch
+def _cuda_usable() -> bool:
+    try:
+        import torch
 
-            cuda = bool(torch.cuda.is_available())
-        except Exception:
-            cuda = False
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _cuml_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cuml") is not None
+
+
+def resolve_backend(method: str, device: str) -> tuple[str, str]:
+    """(method, device) actually used. cuML needs CUDA and the `gpu` extra; the (slow)
+    CUDA probe runs only when cuML could be used or CUDA is asked for."""
+    wants_gpu = device == "cuda" or method == "cuml" or (device == "auto" and method == "auto" and _cuml_importable())
+    cuda = _cuda_usable() if wants_gpu else False
     if device == "cuda" and not cuda:
         raise DedupError("dedup.device=cuda but no CUDA device is usable here")
-    has_cuml = False
-    if cuda and method in ("auto", "cuml"):
-        try:
-            import cuml  # noqa: F401
-
-            has_cuml = True
-        except Exception:
-            has_cuml = False
     if method == "cuml":
         if not cuda:
             raise DedupError("dedup.method=cuml needs a CUDA device")
-        if not has_cuml:
+        if not _cuml_importable():
             raise DedupError("dedup.method=cuml needs cuML: pip install 'curator[gpu]'")
         return "cuml", "cuda"
     if method == "auto":
-        if has_cuml:
+        if cuda and _cuml_importable() and device != "cpu":
             return "cuml", "cuda"
         try:
             import faiss  # noqa: F401
@@ -422,7 +424,7 @@ def cluster_pairs(item: dict[str, Any]) -> ClusterResult:
             if not own_q.any():
                 continue
             cols = np.nonzero(own_q)[0]
-            xq = rq["emb"][cols].astype(np.float32)
+            xq = xp[cols] if q0 == p0 else rq["emb"][cols].astype(np.float32)
             pos_q = q0 + cols
             rows_sel = np.nonzero(~own_p)[0] if q0 < p0 else np.arange(len(rp))
             for b0 in range(0, len(rows_sel), block):
