@@ -224,3 +224,34 @@ def test_search_cli_prints_a_table_with_clip_uris(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "museum interiors"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "test-model" in proc.stderr
+
+
+@pytest.mark.unit
+def test_text_search_uses_the_clip_text_tower_of_the_index_model(tmp_path):
+    from curator.models import clip
+    from curator.testing import tiny_models
+
+    model_dir = str(tmp_path / "models")
+    tiny_models.build_open_clip(model_dir)
+    m = clip.load_name(tiny_models.TINY_CLIP_NAME, model_dir, device="cpu")
+    text = m.encode_text(["museum interiors"])[0]
+    emb = planted(40, d=len(text), seed=6)
+    emb[17] = unit(text + 0.02 * planted(1, d=len(text), seed=8)[0])
+    out = storage.normalize(str(tmp_path / "run"))
+    ids = write_run(out, "vidA", emb, model=tiny_models.TINY_CLIP_NAME)
+    ix = index.index_uri_for(out, IndexConfig())
+    index.add_run(out, ix, IndexConfig())
+    proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "museum interiors", "--limit", "2",
+                           "--set", f"models.dir={model_dir}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[2].split()[0] == ids[17]
+
+
+@pytest.mark.unit
+def test_text_search_without_the_weights_names_the_model_and_the_download(tmp_path):
+    out = storage.normalize(str(tmp_path / "run"))
+    write_run(out, "vidA", planted(3, d=512), model="open_clip:ViT-B-32/openai")
+    ix = index.index_uri_for(out, IndexConfig())
+    index.add_run(out, ix, IndexConfig())
+    with pytest.raises(index.SearchError, match=r"open_clip:ViT-B-32/openai.*curator models download"):
+        index.text_vector(index.read_meta(ix), "museum interiors", str(tmp_path / "empty-models"))
