@@ -106,6 +106,15 @@ def write_run(out: str, prefix: str, emb: np.ndarray, model: str = "test-model",
     return ids
 
 
+def indexed_run(tmp_path: Path, emb: np.ndarray, model: str = "test-model") -> tuple[list[str], str]:
+    """A run's manifest with these embeddings, indexed next to it: (clip ids, index URI)."""
+    out = storage.normalize(str(tmp_path / "run"))
+    ids = write_run(out, "vidA", emb, model=model)
+    ix = index.index_uri_for(out, IndexConfig())
+    index.add_run(out, ix, IndexConfig())
+    return ids, ix
+
+
 def planted(n: int, d: int = 64, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return unit(rng.standard_normal((n, d))).astype(np.float32)
@@ -144,10 +153,7 @@ def test_like_query_returns_the_planted_clip_first_and_where_filters(tmp_path, i
 
 @pytest.mark.unit
 def test_filter_only_query_and_score_map(tmp_path):
-    out = storage.normalize(str(tmp_path / "run1"))
-    ids = write_run(out, "vidA", planted(30))
-    ix = index.index_uri_for(out, IndexConfig())
-    index.add_run(out, ix, IndexConfig())
+    ids, ix = indexed_run(tmp_path, planted(30))
     hits = index.search(ix, where_text="tags CONTAINS 'odd' AND motion_tag = 'pan_left'", limit=50)
     assert [h.row["clip_id"] for h in hits] == [ids[i] for i in range(30) if i % 2 == 1 and i % 3 == 0]
     assert all(h.score is None for h in hits)
@@ -186,10 +192,7 @@ def test_incremental_add_writes_only_a_new_segment(tmp_path):
 
 @pytest.mark.unit
 def test_text_search_on_perceptual_index_says_it_is_impossible(tmp_path):
-    out = storage.normalize(str(tmp_path / "run"))
-    write_run(out, "vidA", planted(5, d=512), model="perceptual-dct-v1")
-    ix = index.index_uri_for(out, IndexConfig())
-    index.add_run(out, ix, IndexConfig())
+    _, ix = indexed_run(tmp_path, planted(5, d=512), model="perceptual-dct-v1")
     with pytest.raises(index.SearchError, match="text search is impossible.*perceptual-dct-v1.*--like"):
         index.text_vector(index.read_meta(ix), "museum interiors", str(tmp_path / "models"))
     with pytest.raises(index.SearchError, match="no clip index"):
@@ -237,10 +240,7 @@ def test_text_search_uses_the_clip_text_tower_of_the_index_model(tmp_path):
     text = m.encode_text(["museum interiors"])[0]
     emb = planted(40, d=len(text), seed=6)
     emb[17] = unit(text + 0.02 * planted(1, d=len(text), seed=8)[0])
-    out = storage.normalize(str(tmp_path / "run"))
-    ids = write_run(out, "vidA", emb, model=tiny_models.TINY_CLIP_NAME)
-    ix = index.index_uri_for(out, IndexConfig())
-    index.add_run(out, ix, IndexConfig())
+    ids, ix = indexed_run(tmp_path, emb, model=tiny_models.TINY_CLIP_NAME)
     proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "museum interiors", "--limit", "2",
                            "--set", f"models.dir={model_dir}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -249,10 +249,7 @@ def test_text_search_uses_the_clip_text_tower_of_the_index_model(tmp_path):
 
 @pytest.mark.unit
 def test_text_search_without_the_weights_names_the_model_and_the_download(tmp_path):
-    out = storage.normalize(str(tmp_path / "run"))
-    write_run(out, "vidA", planted(3, d=512), model="open_clip:ViT-B-32/openai")
-    ix = index.index_uri_for(out, IndexConfig())
-    index.add_run(out, ix, IndexConfig())
+    _, ix = indexed_run(tmp_path, planted(3, d=512), model="open_clip:ViT-B-32/openai")
     with pytest.raises(index.SearchError, match=r"open_clip:ViT-B-32/openai.*curator models download"):
         index.text_vector(index.read_meta(ix), "museum interiors", str(tmp_path / "empty-models"))
 
