@@ -277,3 +277,15 @@ def test_threshold_defaults_by_model():
     assert dedup.threshold_for(DedupConfig(), "perceptual-dct-v1") == 0.8
     assert dedup.threshold_for(DedupConfig(), "ViT-B-32/openai") == 0.9
     assert dedup.threshold_for(DedupConfig(threshold=0.7), "perceptual-dct-v1") == 0.7
+
+
+def test_run_without_clips_or_embeddings_is_a_no_op(tmp_path):
+    out = storage.normalize(str(tmp_path / "run"))
+    from curator.records import to_table
+
+    rows = [{"kind": "video", "video_id": "v", "status": "error", "reason": "unreadable"}]
+    storage.write_bytes(manifest.manifest_uri(out), manifest.table_bytes(to_table(rows, schema_for())))
+    res = dedup.dedup_run(out, DedupConfig())
+    assert res.stats.candidates == 0 and res.stats.removed == 0
+    t = manifest.read_manifest(out)
+    assert t.num_rows == 1 and "dup_group" in t.column_names and t.column("reason")[0].as_py() == "unreadable"
