@@ -30,7 +30,8 @@ def _setup_logging(level: str) -> None:
 # --------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from curator import pipeline as pl
-    from curator.driver import Progress, execute
+    from curator.driver import execute
+    from curator.progress import Progress
     from curator.runners import make_runner
 
     run_over: dict[str, Any] = {}
@@ -38,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_over["address"] = args.address
     if args.runner:
         run_over["runner"] = args.runner
+    if args.only_failed:
+        run_over["only_failed"] = True
     cfg = _load(args, input=args.input, output=args.output)
     if run_over:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
@@ -47,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in reqs:
             print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
     runner = make_runner(cfg)
-    summary = execute(pipeline, runner, force=args.force, progress=Progress())
+    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return 0
 
@@ -213,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
+    p.add_argument("--only-failed", action="store_true",
+                   help="redo only the videos that ended with an error in an earlier run into this output")
     _config_args(p)
     p.set_defaults(fn=cmd_run)
 

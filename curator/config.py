@@ -62,6 +62,7 @@ class IngestConfig(StageConfig):
     max_size_gb: float = Field(20.0, gt=0, description="Larger inputs are rejected (reason 'too_large').")
     max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer inputs are rejected ('too_long').")
     max_pixels: int = Field(8192 * 8192, gt=0, description="Width x height above this is rejected ('too_many_pixels').")
+    max_fps: float = Field(1000.0, gt=0, description="Frame rates above this (or zero) mean a broken header ('bad_header').")
     min_duration_s: float = Field(2.0, ge=0, description="Shorter inputs are rejected ('too_short').")
     resources: Resources = _res(num_cpus=0.5, batch_size=1)
 
@@ -265,6 +266,11 @@ class CaptionConfig(StageConfig):
         "keep", description="A clip whose caption failed after retries: 'keep' it (caption null, reason in "
                             "caption_error) or mark it status 'error' (reason caption_failed; not sharded).",
     )
+    text_encoder: str | None = Field(
+        None, description="Optional: 'hf:<org>/<name>' text encoder (e.g. a T5) in the model directory; captions "
+                          "are then also stored as caption_embedding (mean-pooled, unit norm, float16).",
+    )
+    text_encoder_max_tokens: int = Field(512, ge=8, description="Caption tokens the text encoder reads.")
     endpoint: CaptionEndpointConfig = Field(default_factory=CaptionEndpointConfig)
     vllm: CaptionVllmConfig = Field(default_factory=CaptionVllmConfig)
     resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=1, batch_size=8)
@@ -305,8 +311,15 @@ class RunConfig(_Model):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for an embedded Ray; default: all.")
     listing_part_size: int = Field(2000, ge=1, description="Input URIs per listing part (the unit Ray reads).")
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
+    only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
+    item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")
+    task_retries: int = Field(3, ge=0, description="Ray: retries of a task whose worker died (crash, kill, hang).")
+    max_failed_blocks: int = Field(
+        -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
+                        "their videos are recorded as 'lost').")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
+    progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
 
 def default_model_dir() -> str:
@@ -431,8 +444,9 @@ def _commented_yaml(model: BaseModel, indent: int = 0) -> str:
         if isinstance(value, BaseModel):
             out.append(f"{pad}{name}:")
             out.append(_commented_yaml(value, indent + 1))
+        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+            out.append(f"{pad}{name}: {json.dumps(value)}")  # JSON is YAML flow style
         else:
-            dumped = yaml.safe_dump({name: value if not isinstance(value, BaseModel) else value.model_dump(mode="json")},
-                                    sort_keys=False, default_flow_style=None).rstrip("\n")
+            dumped = yaml.safe_dump({name: value}, sort_keys=False, default_flow_style=False).rstrip("\n")
             out.extend(pad + line for line in dumped.splitlines())
     return "\n".join(x for x in out if x != "")

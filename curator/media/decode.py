@@ -10,11 +10,14 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import av
 import av.filter
 import numpy as np
+
+from curator.deadline import check as check_deadline
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class FrameGraph:
     def _build(self, frame: Any) -> None:
         g = av.filter.Graph()
         node = g.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                            time_base=frame.time_base)
+                            time_base=frame.time_base or Fraction(1, 1000))
         chain: list[tuple[str, str]] = list(rotation_filters(self.rotation))
         if self.width and self.height:
             chain.append(("scale", f"{self.width}:{self.height}:flags=area"))
@@ -116,6 +119,7 @@ def iter_frames(source: Source, *, stats: DecodeStats | None = None, threads: bo
                 t = last_t + 1e-3 if last_t >= 0 else 0.0
             last_t = t
             stats.frames = idx + 1
+            check_deadline()
             yield idx, t, frame
             idx += 1
     finally:

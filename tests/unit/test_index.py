@@ -13,9 +13,9 @@ import pytest
 
 from curator import index, manifest, storage, where
 from curator.config import IndexConfig
-from curator.records import CHECK, schema_for, to_table
+from curator.testing.manifests import planted, unit, write_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ where
@@ -80,32 +80,6 @@ def test_where_type_errors_are_clear():
 
 
 # ------------------------------------------------------------------------------ index
-def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def write_run(out: str, prefix: str, emb: np.ndarray, model: str = "test-model", **cols) -> list[str]:
-    """A manifest of clips with embeddings, motion tags, captions and a check score."""
-    extra = [("embedding", pa.list_(pa.float16())), ("embedding_model", pa.string()), ("motion_tag", pa.string()),
-             ("caption", pa.string()), ("tags", pa.list_(pa.string()))]
-    rows = [{"kind": "video", "video_id": prefix, "status": "ok", "source_uri": f"s3://raw/{prefix}.mp4"}]
-    ids = []
-    for i, e in enumerate(emb):
-        cid = f"{prefix}-{i:05d}"
-        ids.append(cid)
-        rows.append({"kind": "clip", "video_id": prefix, "clip_id": cid, "clip_index": i, "status": "ok",
-                     "source_uri": f"s3://raw/{prefix}.mp4", "start_s": 2.0 * i, "end_s": 2.0 * i + 2,
-                     "clip_uri": storage.join(out, "staging", "clips", prefix, cid + ".mp4"),
-                     "embedding": [float(x) for x in e], "embedding_model": model,
-                     "motion_tag": ["pan_left", "static", "zoom_in"][i % 3], "caption": f"clip {i} of {prefix}",
-                     "tags": ["even"] if i % 2 == 0 else ["odd"],
-                     "checks": [{"stage": "quality", "metric": "brisque", "value": float(i), "threshold": 50.0,
-                                 "op": "<=", "passed": True}],
-                     **{k: v[i] for k, v in cols.items()}})
-    storage.write_bytes(manifest.manifest_uri(out), manifest.table_bytes(to_table(rows, schema_for(extra))))
-    return ids
-
-
 def indexed_run(tmp_path: Path, emb: np.ndarray, model: str = "test-model") -> tuple[list[str], str]:
     """A run's manifest with these embeddings, indexed next to it: (clip ids, index URI)."""
     out = storage.normalize(str(tmp_path / "run"))
@@ -113,11 +87,6 @@ def indexed_run(tmp_path: Path, emb: np.ndarray, model: str = "test-model") -> t
     ix = index.index_uri_for(out, IndexConfig())
     index.add_run(out, ix, IndexConfig())
     return ids, ix
-
-
-def planted(n: int, d: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return unit(rng.standard_normal((n, d))).astype(np.float32)
 
 
 @pytest.mark.unit
@@ -252,40 +221,3 @@ def test_text_search_without_the_weights_names_the_model_and_the_download(tmp_pa
     _, ix = indexed_run(tmp_path, planted(3, d=512), model="open_clip:ViT-B-32/openai")
     with pytest.raises(index.SearchError, match=r"open_clip:ViT-B-32/openai.*curator models download"):
         index.text_vector(index.read_meta(ix), "museum interiors", str(tmp_path / "empty-models"))
-
-
-@pytest.fixture
-def s3(request):
-    """moto's S3 server, from the storage test fixtures."""
-    try:
-        return request.getfixturevalue("moto_s3")
-    except pytest.FixtureLookupError:
-        pytest.skip("the moto_s3 fixture (curator.testing.fixtures) is not in this checkout")
-
-
-@pytest.mark.integration
-def test_search_on_an_index_in_the_s3_emulator_bucket(s3, tmp_path, monkeypatch):
-    import os
-
-    from curator.storage.config import StorageConfig
-
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    storage.configure(StorageConfig.model_validate(s3.storage_overrides()))
-    try:
-        root = s3.create_bucket("curated-index")
-        out = storage.join(root, "run1")
-        emb = planted(300)
-        emb[222] = unit(emb[31] + 0.05 * planted(1, seed=4)[0])
-        ids = write_run(out, "vidS3", emb)
-        ix = storage.join(out, "index")
-        assert index.add_run(out, ix, IndexConfig(ivf_min_rows=100))["added"] == 300
-        assert storage.exists(storage.join(ix, "index.json"))
-        proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "--like", ids[31], "--limit", "3",
-                               *[a for o in s3.cli_overrides() for a in ("--set", o)]],
-                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, **s3.env()})
-        assert proc.returncode == 0, proc.stderr
-        first = proc.stdout.splitlines()[2].split()
-        assert first[0] == ids[222] and first[-1].startswith("s3://curated-index/run1/staging/clips/")
-    finally:
-        storage.configure(None)

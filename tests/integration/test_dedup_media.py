@@ -20,7 +20,7 @@ from curator.synth import make_shots_video, run_ffmpeg
 
 pytestmark = pytest.mark.integration
 
-MEDIA = Path(__file__).resolve().parent / "data" / "media"
+MEDIA = Path(__file__).resolve().parents[1] / "data" / "media"
 
 #: group name -> (source, start s, end s)
 GROUPS = {
