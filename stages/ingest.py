@@ -2,6 +2,12 @@
 
 Unreadable, empty, audio-only, still-image, too-short, too-long and oversized inputs
 become rows with a reason; nothing here raises past the row.
+
+Remote inputs are read whole (``storage.read_bytes``). Fetching overlaps compute: the
+local runner prefetches the next videos through :meth:`IngestStage.prefetch_uri` and
+:meth:`IngestStage.done_before` (see ``storage.prefetch``), a batch of several rows is
+fetched in parallel, and under Ray this stage is its own light operator (0.5 CPU), so
+its downloads run while the model stages compute.
 """
 
 from __future__ import annotations
@@ -21,12 +27,27 @@ class IngestStage(Stage):
     columns: list[tuple[str, pa.DataType]] = []
     config: IngestConfig
 
+    # ------------------------------------------------------------- prefetching
+    def prefetch_uri(self, row: Row) -> str | None:
+        """The remote object process_row will read for this row (None: a local file)."""
+        uri = row.get("source_uri")
+        return uri if uri and storage.local_path(uri) is None else None
+
+    def done_before(self, row: Row) -> bool:
+        """An earlier run finished this video (resume skips it, so do not fetch it)."""
+        run = self.ctx.config.run
+        part = part_uri(self.ctx.output_uri, row["video_id"])
+        return bool(run.resume) and storage.exists(part) and not (run.only_failed and failed_before(part))
+
+    def process_rows(self, rows: list[Row]) -> list[list[Row]]:
+        # several rows in one batch: fetch the next ones while probing this one
+        return super().process_rows(storage.prefetch(rows, self.prefetch_uri, skip=self.done_before,
+                                                     depth=min(len(rows) - 1, 8)))  # type: ignore[arg-type]
+
     def process_row(self, row: Row) -> Row:
         cfg = self.config
         uri = row["source_uri"]
-        run = self.ctx.config.run
-        part = part_uri(self.ctx.output_uri, row["video_id"])
-        if run.resume and storage.exists(part) and not (run.only_failed and failed_before(part)):
+        if self.done_before(row):
             row["status"] = SKIPPED
             row["stage"] = self.name
             row["reason"] = "done_before"

@@ -74,3 +74,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
     tiny_models.build_vlm(d)
     tiny_models.build_text_encoder(d)
     return d
+
+
+# Storage emulators (moto S3, gcp-storage-emulator, Azurite), started on first use.
+from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
+from curator import storage
 from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
@@ -27,7 +28,13 @@ class LocalRunner:
         stages = self.stages(pipeline)
         flow = pipeline.flow_schema
         manifest_names = set(pipeline.schema.names)
-        for video in listing.rows():
+        inputs: Iterable[Row] = listing.rows()
+        first = stages[0] if stages else None
+        if first is not None and hasattr(first, "prefetch_uri"):
+            # download the next videos (storage.prefetch of them) while this one is processed
+            first.ensure_setup()  # configures storage in this process
+            inputs = storage.prefetch(inputs, first.prefetch_uri, skip=getattr(first, "done_before", None))
+        for video in inputs:
             rows = to_table([video], flow).to_pylist()
             for stage in stages:
                 size = stage.resources.batch_size

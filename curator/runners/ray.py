@@ -86,7 +86,8 @@ def _watchdog(stage: Stage, rows: int) -> Watchdog:
     return Watchdog(2 * limit * max(1, rows) + 60, f"stage {stage.name} on a batch of {rows}")
 
 
-def read_listing_part(item: dict[str, Any]) -> list[Row]:
+def read_listing_part(item: dict[str, Any], storage_cfg: Any = None) -> list[Row]:
+    storage.configure(storage_cfg)  # a worker: the parts may live in a bucket (endpoints, credentials)
     return read_part(item["uri"])
 
 
@@ -112,7 +113,7 @@ class RayRunner:
         dctx.max_errored_blocks = self.cfg.max_failed_blocks
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
-        ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
