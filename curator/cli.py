@@ -77,6 +77,66 @@ def cmd_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from curator import dedup, storage
+    from curator.runners import make_runner
+
+    cfg = _load(args, output=args.run)
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    try:
+        res = dedup.run_phase(storage.normalize(args.run), cfg, make_runner(cfg))
+    except dedup.DedupError as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    print(dedup.format_stats(res.stats))
+    print(f"report:           {storage.display(res.report_uri)}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from curator import index, storage
+
+    cfg = _load(args, output=args.run)
+    storage.configure(cfg.storage)
+    out = storage.normalize(args.run)
+    target = storage.normalize(args.index) if args.index else index.index_uri_for(out, cfg.index)
+    try:
+        res = index.add_run(out, target, cfg.index)
+    except index.SearchError as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    print(f"{res['added']} clips added ({res['skipped']} already indexed) to {storage.display(res['index'])}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from curator import index, storage, where
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)
+    if args.text and args.like:
+        print("curator: give a text query or --like CLIP_ID, not both", file=sys.stderr)
+        return 2
+    try:
+        meta = index.read_meta(args.index)
+        vec = None
+        if args.like:
+            vec = index.like_vector(meta, args.like)
+        elif args.text:
+            vec = index.text_vector(meta, args.text, cfg.models.dir)
+        hits = index.search(args.index, vector=vec, where_text=args.where, limit=args.limit,
+                            nprobe=cfg.index.nprobe, exclude=args.like)
+    except (index.SearchError, where.WhereError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"score": h.score, **h.row} for h in hits], default=str, indent=1))
+    else:
+        cols = args.columns.split(",") if args.columns else None
+        print(index.format_table(hits, cols))
+
 def _model_dir(args: argparse.Namespace) -> str:
     import os
 
@@ -184,6 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_shard)
+
+    p = sub.add_parser("dedup", help="find exact and near-duplicate clips of a finished run; mark them in its manifest")
+    p.add_argument("run", help="output URI of a run")
+    p.add_argument("--runner", choices=["ray", "local"], help="default: local")
+    _config_args(p)
+    p.set_defaults(fn=cmd_dedup)
+
+    p = sub.add_parser("index", help="add a run's clips to a clip index (incremental)")
+    p.add_argument("run", help="output URI of a run")
+    p.add_argument("--index", help="index URI (default: index.uri, else <run>/index)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_index)
+
+    p = sub.add_parser("search", help="search a clip index by text, by example clip, and by metadata")
+    p.add_argument("index", help="index URI (e.g. <output>/index)")
+    p.add_argument("text", nargs="?", help="text query (CLIP text tower; needs the index's CLIP model)")
+    p.add_argument("--like", metavar="CLIP_ID", help="clips similar to this indexed clip")
+    p.add_argument("--where", metavar="PREDICATE",
+                   help="metadata filter, e.g. \"motion_tag = 'pan_left' AND clip_duration_s > 4\" (see docs/dedup.md)")
+    p.add_argument("--limit", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--columns", help="comma-separated columns to show (default: clip_id,score,start_s,end_s,"
+                                     "status,reason,clip_uri)")
+    p.add_argument("--json", action="store_true", help="JSON rows instead of a table")
+    _config_args(p)
+    p.set_defaults(fn=cmd_search)
 
     p = sub.add_parser("models", help="the model directory: list | check | download NAME (the only command "
                                       "that contacts a model hub)")

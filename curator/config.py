@@ -130,6 +130,50 @@ class ShardConfig(_Model):
         return v
 
 
+class DedupConfig(_Model):
+    """The global dedup phase over a run's manifest (docs/dedup.md)."""
+
+    enabled: bool = Field(True, description="Run dedup after curation, before sharding (`curator dedup RUN` runs it alone).")
+    exact: bool = Field(True, description="Group clips whose encoded bytes are identical (clip_sha256).")
+    semantic: bool = Field(True, description="Group clips whose embeddings are near-identical (k-means, then "
+                                             "pairwise cosine similarity inside each cluster).")
+    embeddings: Literal["auto", "manifest", "perceptual"] = Field(
+        "auto", description="Embeddings to compare: the manifest's `embedding` column ('manifest'), the built-in "
+                            "perceptual embedding computed from the staged clips ('perceptual'), or the column "
+                            "when the run has one and the perceptual embedding otherwise ('auto').")
+    threshold: float | None = Field(
+        None, gt=0, le=1, description="Cosine similarity at or above which two clips are duplicates; default: "
+                                      "0.8 for the built-in perceptual embedding, 0.9 for model embeddings (CLIP).")
+    k: int | None = Field(None, ge=1, description="k-means clusters; default: round(sqrt(clips)), capped by the sample.")
+    sample_size: int = Field(100_000, ge=1, description="Embeddings k-means is trained on (a uniform reservoir sample).")
+    niter: int = Field(20, ge=1, description="k-means iterations.")
+    block_size: int = Field(256, ge=1, description="Rows per similarity block inside a cluster.")
+    max_probes: int = Field(4, ge=1, description="Clusters a clip is compared in at most: its own plus those whose "
+                                                 "border lies within the threshold of it (1 = own cluster only).")
+    method: Literal["auto", "faiss", "sklearn", "cuml"] = Field(
+        "auto", description="k-means implementation: cuML on a GPU, faiss or scikit-learn on CPU; 'auto' picks "
+                            "cuML when device resolves to cuda, else faiss, else scikit-learn.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where k-means runs ('auto': cuda when usable).")
+    batch_rows: int = Field(65_536, ge=256, description="Embeddings per streamed batch / spill part.")
+    quality_column: str | None = Field(
+        None, description="Manifest column (higher is better) that breaks ties after resolution and length "
+                          "when choosing the clip to keep.")
+    spill_uri: str | None = Field(
+        None, description="Where per-cluster spill files go (a storage URI). Default: a local temp dir; with a "
+                          "multi-node Ray cluster: <output>/_work/dedup.")
+    seed: int = Field(0, description="Seed of the sample and of k-means (same input + seed = same decisions).")
+
+
+class IndexConfig(_Model):
+    """The clip index users search (`curator search`); see docs/dedup.md."""
+
+    enabled: bool = Field(True, description="Add the run's clips to the clip index after dedup.")
+    uri: str | None = Field(None, description="Index location (storage URI); default: <output>/index. Point several "
+                                              "runs at one URI to search them together.")
+    ivf_min_rows: int = Field(20_000, ge=1, description="Segments with at least this many clips get an IVF ANN "
+                                                        "index; smaller ones are searched exactly.")
+    nprobe: int = Field(16, ge=1, description="IVF lists searched per query.")
+
 # ------------------------------------------------------------------ embed and caption
 class EmbedConfig(StageConfig):
     model: str = Field(
@@ -324,6 +368,8 @@ class PipelineConfig(_Model):
     stages: StagesConfig = Field(default_factory=StagesConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -363,7 +409,10 @@ class PipelineConfig(_Model):
 
     def content_hash(self) -> str:
         """A hash of what determines the output (not where it runs or where it goes)."""
-        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "report"})
+        # dedup and index are global phases that redo their work from the manifest on every
+        # run, so changing them never invalidates staged clips.
+        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "dedup", "index",
+                                                    "report"})
         for name, stage in d.get("stages", {}).items():
             if isinstance(stage, dict):
                 stage.pop("resources", None)

@@ -199,6 +199,26 @@ def shard(output_uri: str, config: PipelineConfig,
     return results
 
 
+def post_curation(output_uri: str, config: PipelineConfig, runner: Any) -> None:
+    """Global phases between consolidation and sharding: dedup, then the clip index."""
+    if config.dedup.enabled:
+        from curator import dedup
+
+        try:
+            res = dedup.run_phase(output_uri, config, runner)
+        except dedup.DedupError as exc:
+            raise PipelineError(f"dedup: {exc}") from None
+        log.info("dedup: %d duplicates marked in %d groups", res.stats.removed, res.stats.groups)
+    if config.index.enabled:
+        from curator import index
+
+        res_i = index.add_run(output_uri, index.index_uri_for(output_uri, config.index), config.index)
+        if res_i["added"] or res_i["skipped"]:
+            log.info("index: %d clips added to %s", res_i["added"], storage.display(res_i["index"]))
+        else:
+            log.info("index: no clip with an embedding to add")
+
+
 def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:
     table = manifest.read_manifest(output_uri, columns=["kind", "status", "stage", "reason"])
     s = Summary(output=output_uri, elapsed_s=round(elapsed, 3), videos_resumed=resumed)
@@ -265,6 +285,8 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
     clear_work(ctx.output_uri)
     progress.set_phase("consolidating manifest")
     manifest.consolidate(ctx.output_uri, pipeline.schema)
+    progress.set_phase("dedup and index")
+    post_curation(ctx.output_uri, ctx.config, runner)
     results: list[dict[str, Any]] = []
     if ctx.config.run.shard:
         progress.set_phase("sharding")

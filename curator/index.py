@@ -1,0 +1,346 @@
+"""The clip index: Parquet segments plus a faiss ANN index per segment, all through
+:mod:`curator.storage` (so it lives in any bucket the run can write: s3, gs, az, file).
+
+Layout under the index URI (default ``<output>/index``)::
+
+    index.json                  format, embedding model, dimension, the list of segments
+    segments/<id>.parquet       one row per clip: id, source, span, sizes, status and reasons,
+                                dedup decisions, scores (from `checks`), tags, caption, any other
+                                scalar manifest column, clip URI, and the embedding (float16)
+    segments/<id>.faiss         faiss index over the segment's embeddings (inner product on unit
+                                vectors = cosine): IVF + fp16 scalar quantiser for large segments,
+                                exact flat search for small ones; ids are row numbers
+
+Adding a run writes one new segment with the clips the index does not hold yet, then
+rewrites index.json (atomically): nothing already written is rebuilt. A query visits the
+segments one at a time and merges their top hits, so memory is one segment's ANN index
+and the metadata columns the filter needs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curator import manifest, storage, where
+from curator.config import IndexConfig
+
+log = logging.getLogger(__name__)
+
+INDEX_JSON = "index.json"
+FORMAT = 1
+#: manifest columns never copied into the index (bytes, per-run internals, video-only)
+EXCLUDE = {"timings", "spans", "checks", "num_clips", "split_method", "mp4", "video_bytes", "embedding",
+           "kind", "rotation", "container", "codec", "pix_fmt", "size_bytes", "has_audio", "vfr"}
+#: shown by `curator search` (others with --columns)
+DEFAULT_COLUMNS = ["clip_id", "score", "start_s", "end_s", "status", "reason", "clip_uri"]
+
+
+class SearchError(RuntimeError):
+    """The index cannot answer this query; the message says why and what to do."""
+
+
+def index_uri_for(output_uri: str, cfg: IndexConfig) -> str:
+    return storage.normalize(cfg.uri) if cfg.uri else storage.join(output_uri, "index")
+
+
+# ------------------------------------------------------------------------- metadata
+@dataclass
+class IndexMeta:
+    uri: str
+    doc: dict[str, Any]
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        return self.doc.get("segments", [])
+
+    @property
+    def model(self) -> str | None:
+        return self.doc.get("embedding_model")
+
+    def seg_uri(self, seg: dict[str, Any], ext: str) -> str:
+        return storage.join(self.uri, "segments", f"{seg['id']}.{ext}")
+
+
+def read_meta(index_uri: str, must_exist: bool = True) -> IndexMeta:
+    index_uri = storage.normalize(index_uri)
+    try:
+        doc = json.loads(storage.read_bytes(storage.join(index_uri, INDEX_JSON)))
+    except storage.NotFound:
+        if must_exist:
+            raise SearchError(f"no clip index at {storage.display(index_uri)} (no {INDEX_JSON}); "
+                              f"build one with `curator index RUN` or a run with index.enabled") from None
+        doc = {"format": FORMAT, "embedding_model": None, "dim": None, "segments": []}
+    if doc.get("format") != FORMAT:
+        raise SearchError(f"{storage.display(index_uri)}: index format {doc.get('format')} is not {FORMAT}")
+    return IndexMeta(index_uri, doc)
+
+
+def _read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    with storage.local_copy(uri) as path:
+        return pq.read_table(path, columns=columns)
+
+
+def _schema_names(uri: str) -> list[str]:
+    with storage.local_copy(uri) as path:
+        return pq.ParquetFile(path).schema_arrow.names
+
+
+# ---------------------------------------------------------------------------- build
+def _scores(checks: list | None) -> list[tuple[str, float]] | None:
+    if not checks:
+        return None
+    return [(f"{c['stage']}.{c['metric']}", c["value"]) for c in checks if c.get("value") is not None]
+
+
+def _clip_rows(man_uri: str, batch_rows: int = 4096) -> Iterator[tuple[pa.Table, np.ndarray, str | None]]:
+    """Clip rows of a manifest that have an embedding: (metadata table, float16 [n, d], model)."""
+    with storage.local_copy(man_uri) as path:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if "embedding" not in names:
+            return
+        keep = [n for n in names if n not in EXCLUDE or n in ("kind", "embedding", "checks")]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=keep):
+            t = pa.Table.from_batches([batch])
+            mask = pc.and_(pc.equal(t.column("kind"), "clip"), pc.is_valid(t.column("embedding")))
+            t = t.filter(mask)
+            if not t.num_rows:
+                continue
+            emb_col = t.column("embedding").combine_chunks()
+            vals = emb_col.flatten().to_numpy(zero_copy_only=False)
+            d = len(vals) // t.num_rows
+            emb = vals.reshape(t.num_rows, d).astype(np.float16)
+            models = set(t.column("embedding_model").to_pylist()) if "embedding_model" in names else {None}
+            if len(models) > 1:
+                raise SearchError(f"the manifest mixes embedding models: {sorted(map(str, models))}")
+            scores = pa.array([_scores(c) for c in t.column("checks").to_pylist()], pa.map_(pa.string(), pa.float64())) \
+                if "checks" in names else pa.nulls(t.num_rows, pa.map_(pa.string(), pa.float64()))
+            meta = t.drop_columns([c for c in ("kind", "embedding", "checks") if c in t.column_names])
+            meta = meta.append_column("scores", scores)
+            yield meta, emb, next(iter(models))
+
+
+def build_ann(emb: np.ndarray, cfg: IndexConfig, seed: int = 0) -> tuple[bytes, str]:
+    """A faiss index over unit vectors (inner product): (serialised bytes, kind)."""
+    import faiss
+
+    x = np.ascontiguousarray(emb.astype(np.float32))
+    faiss.normalize_L2(x)
+    n, d = x.shape
+    if n >= cfg.ivf_min_rows:
+        nlist = max(1, min(int(round(4 * np.sqrt(n))), n // 39))
+        quant = faiss.IndexFlatIP(d)
+        ix = faiss.IndexIVFScalarQuantizer(quant, d, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                           faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        train = x[rng.choice(n, min(n, nlist * 64), replace=False)]
+        ix.train(train)
+        ix.add(x)
+        kind = f"ivf{nlist}-fp16"
+    else:
+        ix = faiss.IndexFlatIP(d)
+        ix.add(x)
+        kind = "flat"
+    return faiss.serialize_index(ix).tobytes(), kind
+
+
+def add_run(output_uri: str, index_uri: str, cfg: IndexConfig, segment_rows: int = 200_000) -> dict[str, Any]:
+    """Add the clips of one run (its manifest) that the index does not hold yet, as new
+    segments of at most `segment_rows` clips. Returns {"added", "skipped", "segments"}."""
+    output_uri = storage.normalize(output_uri)
+    meta = read_meta(index_uri, must_exist=False)
+    existing = _existing_ids(meta)
+    tables: list[pa.Table] = []
+    embs: list[np.ndarray] = []
+    pending = 0
+    skipped = added = 0
+    new_segments: list[str] = []
+    for t, emb, m in _clip_rows(manifest.manifest_uri(output_uri)):
+        if meta.model is None:
+            meta.doc["embedding_model"] = m
+        elif m != meta.model:
+            raise SearchError(f"{storage.display(meta.uri)} holds {meta.model} embeddings; this run has {m} "
+                              f"(use another index.uri)")
+        if meta.doc.get("dim") and emb.shape[1] != meta.doc["dim"]:
+            raise SearchError(f"embedding size {emb.shape[1]} does not match the index ({meta.doc['dim']})")
+        if existing is not None and len(existing):
+            new = np.asarray(pc.invert(pc.is_in(t.column("clip_id"), value_set=existing)))
+            skipped += int((~new).sum())
+            t, emb = t.filter(pa.array(new)), emb[new]
+        if t.num_rows:
+            tables.append(t.append_column("source_run", pa.array([output_uri] * t.num_rows, pa.string())))
+            embs.append(emb)
+            pending += t.num_rows
+        if pending >= segment_rows:
+            added += _write_segment(meta, tables, embs, output_uri, cfg, new_segments)
+            tables, embs, pending = [], [], 0
+    if tables:
+        added += _write_segment(meta, tables, embs, output_uri, cfg, new_segments)
+    return {"added": added, "skipped": skipped, "segments": new_segments, "index": meta.uri}
+
+
+def _write_segment(meta: IndexMeta, tables: list[pa.Table], embs: list[np.ndarray], output_uri: str,
+                   cfg: IndexConfig, new_segments: list[str]) -> int:
+    table = pa.concat_tables(tables, promote_options="permissive")
+    emb = np.concatenate(embs)
+    d = emb.shape[1]
+    table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
+    ids = table.column("clip_id").to_pylist()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    seg_id = f"{now:%Y%m%dT%H%M%S}-{hashlib.sha256(('|'.join(ids) + output_uri).encode()).hexdigest()[:10]}"
+    ann, kind = build_ann(emb, cfg)
+    seg = {"id": seg_id, "rows": table.num_rows, "ann": kind, "source_run": output_uri,
+           "created": now.isoformat(timespec="seconds")}
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=8192)
+    storage.write_bytes(meta.seg_uri(seg, "parquet"), buf.getvalue())
+    storage.write_bytes(meta.seg_uri(seg, "faiss"), ann)
+    meta.doc["dim"] = d
+    meta.doc["segments"] = meta.segments + [seg]
+    # index.json last: a segment exists for readers only once it is listed
+    storage.write_bytes(storage.join(meta.uri, INDEX_JSON), json.dumps(meta.doc, indent=1).encode())
+    new_segments.append(seg_id)
+    return table.num_rows
+
+
+def _existing_ids(meta: IndexMeta) -> pa.Array | None:
+    arrays = [_read_parquet(meta.seg_uri(s, "parquet"), ["clip_id"]).column("clip_id").combine_chunks()
+              for s in meta.segments]
+    return pa.concat_arrays(arrays) if arrays else None
+
+
+# --------------------------------------------------------------------------- search
+@dataclass
+class Hit:
+    score: float | None
+    row: dict[str, Any]
+
+
+def like_vector(meta: IndexMeta, clip_id: str) -> np.ndarray:
+    for seg in meta.segments:
+        t = _read_parquet(meta.seg_uri(seg, "parquet"), ["clip_id", "embedding"])
+        i = pc.index(t.column("clip_id"), clip_id).as_py()
+        if i is not None and i >= 0:
+            return np.asarray(t.column("embedding")[i].as_py(), np.float32)
+    raise SearchError(f"clip {clip_id!r} is not in the index at {storage.display(meta.uri)}")
+
+
+def text_vector(meta: IndexMeta, text: str, model_dir: str) -> np.ndarray:
+    """The CLIP text embedding of a query, with the model the index was built with."""
+    from curator.media.perceptual import NAME as PERCEPTUAL
+
+    model = meta.model
+    if model == PERCEPTUAL:
+        raise SearchError(
+            f"text search is impossible on this index: its clips carry the built-in {PERCEPTUAL} embedding "
+            "(pixel statistics, no text tower). Search with --like CLIP_ID and --where, or rebuild the index "
+            "from a run with the CLIP embed stage (weights: `curator models download open_clip:ViT-B-32/openai`).")
+    if not model:
+        raise SearchError("the index names no embedding model; text search needs the CLIP model its clips were "
+                          "embedded with")
+    try:
+        from curator.models import clip as clip_mod  # the CLIP wrapper (embed stage)
+    except ImportError as exc:
+        raise SearchError(f"text search needs the model {model} and the CLIP wrapper curator.models.clip, "
+                          f"which this install lacks: {exc}") from None
+    try:
+        m = clip_mod.load_name(model, model_dir, device="auto")
+    except FileNotFoundError as exc:  # ModelMissing: names the path and the download command
+        raise SearchError(f"text search needs the model {model}: {exc}") from None
+    except ValueError as exc:
+        raise SearchError(f"text search: cannot load {model}: {exc}") from None
+    return m.encode_text([text])[0].astype(np.float32)
+
+
+def search(index_uri: str, *, vector: np.ndarray | None = None, where_text: str | None = None, limit: int = 10,
+           nprobe: int = 16, exclude: str | None = None) -> list[Hit]:
+    """Top `limit` clips by cosine similarity to `vector` (or, without a vector, the first
+    `limit` clips that match `where_text`), across all segments."""
+    import faiss
+
+    meta = read_meta(index_uri)
+    tree = where.parse(where_text) if where_text else None
+    if vector is None and tree is None:
+        raise SearchError("nothing to search for: give a text query, --like CLIP_ID or --where")
+    q = None
+    if vector is not None:
+        q = np.ascontiguousarray(np.asarray(vector, np.float32).reshape(1, -1))
+        faiss.normalize_L2(q)
+        if meta.doc.get("dim") and q.shape[1] != meta.doc["dim"]:
+            raise SearchError(f"query vector has {q.shape[1]} dims, the index {meta.doc['dim']}")
+    found: list[tuple[float, int, int]] = []  # (score, segment number, row)
+    want = limit + (1 if exclude else 0)
+    for sn, seg in enumerate(meta.segments):
+        allowed = None
+        if tree is not None:
+            names = _schema_names(meta.seg_uri(seg, "parquet"))
+            cols = [c for c in where.columns(tree) if c in names]
+            t = _read_parquet(meta.seg_uri(seg, "parquet"), cols or ["clip_id"])
+            allowed = np.nonzero(where.evaluate(tree, t))[0]
+            if not len(allowed):
+                continue
+        if q is None:
+            for r in allowed[:limit].tolist():  # type: ignore[index]
+                found.append((0.0, sn, r))
+            if len(found) >= limit:
+                break
+            continue
+        ix = faiss.deserialize_index(np.frombuffer(storage.read_bytes(meta.seg_uri(seg, "faiss")), np.uint8))
+        k = min(want, ix.ntotal if allowed is None else len(allowed))
+        if hasattr(ix, "nprobe"):
+            ix.nprobe = nprobe
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters()
+        if allowed is not None:
+            params.sel = faiss.IDSelectorBatch(allowed.astype(np.int64))
+        sc, ids = ix.search(q, k, params=params)
+        found.extend((float(s), sn, int(i)) for s, i in zip(sc[0], ids[0]) if i >= 0)
+    found.sort(key=lambda h: (-h[0], h[1], h[2]))
+    hits: list[Hit] = []
+    by_seg: dict[int, pa.Table] = {}
+    for score, sn, r in found:
+        if len(hits) >= limit:
+            break
+        t = by_seg.get(sn)
+        if t is None:
+            seg_uri = meta.seg_uri(meta.segments[sn], "parquet")
+            names = [c for c in _schema_names(seg_uri) if c != "embedding"]
+            t = by_seg[sn] = _read_parquet(seg_uri, names)
+        row = t.slice(r, 1).to_pylist()[0]
+        if exclude and row.get("clip_id") == exclude:
+            continue
+        hits.append(Hit(score if q is not None else None, row))
+    return hits
+
+
+def format_table(hits: list[Hit], columns: list[str] | None = None) -> str:
+    """A plain text table (clip URIs shown as display paths)."""
+    cols = columns or DEFAULT_COLUMNS
+    rows = []
+    for h in hits:
+        r = []
+        for c in cols:
+            v = h.score if c == "score" else h.row.get(c)
+            if c == "clip_uri" and v:
+                v = storage.display(v)
+            if isinstance(v, float):
+                v = f"{v:.4f}" if c == "score" or c == "similarity" else f"{v:.2f}"
+            r.append("" if v is None else str(v))
+        rows.append(r)
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
