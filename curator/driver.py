@@ -26,6 +26,7 @@ import yaml
 
 from curator import manifest, storage
 from curator.config import PipelineConfig
+from curator.metrics import FAILED, STOPPED, SUCCEEDED, MetricsWriter
 from curator.pipeline import Pipeline, PipelineError
 from curator.records import OK, SKIPPED, Row, new_video_row
 
@@ -255,6 +256,10 @@ def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list
     return s
 
 
+class RunStopped(Exception):
+    """Raised in the driver when it is asked to stop (SIGTERM, e.g. from `curator jobs stop`)."""
+
+
 def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: Progress | None = None) -> Summary:
     """Run a built pipeline with a runner; the same code path for local and Ray."""
     ctx = pipeline.ctx
@@ -266,14 +271,28 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
     log.info("%s", pipeline.describe())
     inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions)
     collector = Collector(pipeline, progress)
-    for rows in runner.stream(pipeline, inputs):
-        collector.add(rows)
-    collector.finish()
-    manifest.consolidate(ctx.output_uri, pipeline.schema)
-    results = shard(ctx.output_uri, ctx.config, runner.map) if ctx.config.run.shard else []
-    summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
-    storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
-                        json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
+
+    def counts() -> dict[str, int]:  # read from the writer's thread: fixed keys, no iteration
+        return {k: collector.counts.get(k, 0) for k in ("videos", "clips", "clips_kept", "videos_resumed")}
+
+    writer = MetricsWriter(ctx.output_uri, ctx.run_id, counts,
+                           getattr(runner, "metrics", dict), [s.name for s in pipeline.specs]).start()
+    try:
+        for rows in runner.stream(pipeline, inputs):
+            collector.add(rows)
+        collector.finish()
+        manifest.consolidate(ctx.output_uri, pipeline.schema)
+        results = shard(ctx.output_uri, ctx.config, runner.map) if ctx.config.run.shard else []
+        summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
+        storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
+                            json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
+    except (KeyboardInterrupt, RunStopped):
+        writer.finish(STOPPED, error="stopped by a signal")
+        raise
+    except BaseException as exc:
+        writer.finish(FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    writer.finish(SUCCEEDED)
     return summary
 
 

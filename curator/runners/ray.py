@@ -4,8 +4,11 @@
 
 Model-loading stages (``Stage.stateful``) run as autoscaling actor pools
 (``ActorPoolStrategy(min_size, max_size)``); the others as tasks. Each stage's CPUs,
-GPUs, memory and custom resources come from its config. The transcode stage fans one
-video row out into its clip rows (``map_batches`` may return more rows than it got).
+GPUs, memory and custom resources come from its config (:func:`ray_remote_args`), so a
+stage that asks for ``custom: {nvenc: 1}`` runs only on nodes that advertise ``nvenc``.
+The transcode stage fans one video row out into its clip rows (``map_batches`` may
+return more rows than it got). Every stage call reports its batch, rows and node to a
+small metrics actor (:mod:`curator.metrics`), which the driver snapshots.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from curator import storage
-from curator.config import RunConfig
+from curator.config import Resources, RunConfig
+from curator.metrics import StageMetrics, where
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
@@ -55,28 +60,65 @@ def init_ray(cfg: RunConfig) -> None:
 
 
 # ------------------------------------------------------------------ stage adapters
+def ray_remote_args(res: Resources) -> dict[str, Any]:
+    """A stage's resources as Ray scheduling arguments (CPUs, GPUs, memory, custom)."""
+    args: dict[str, Any] = {"num_cpus": res.num_cpus}
+    if res.num_gpus:
+        args["num_gpus"] = res.num_gpus
+    if res.memory_gb:
+        args["memory"] = int(res.memory_gb * 1024**3)
+    custom = {k: v for k, v in res.custom.items() if v}
+    if custom:
+        args["resources"] = custom
+    return args
+
+
+def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, metrics: Any) -> pa.Table:
+    t0 = time.perf_counter()
+    out = stage.process(batch.to_pylist())
+    busy = time.perf_counter() - t0
+    if metrics is not None:
+        try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
+            import ray
+
+            ray.get(metrics.record.remote(stage.name, _node(), batch.num_rows, len(out), busy), timeout=30)
+        except Exception as exc:
+            log.warning("stage %s: could not report metrics: %s", stage.name, exc)
+    return to_table(out, schema)
+
+
+_NODE: dict[str, Any] = {}
+
+
+def _node() -> dict[str, Any]:
+    if not _NODE:
+        _NODE.update(where())
+    return _NODE
+
+
 class StageActor:
     """A stage inside a Ray actor: built and set up once, then called per batch."""
 
-    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema):
+    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema, metrics: Any = None):
         self.stage: Stage = spec.build(ctx)
         self.stage.ensure_setup()
         self.schema = schema
+        self.metrics = metrics
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return to_table(self.stage.process(batch.to_pylist()), self.schema)
+        return _run_and_report(self.stage, batch, self.schema, self.metrics)
 
 
 _TASK_STAGES: dict[str, Stage] = {}
 
 
-def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> pa.Table:
+def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema, metrics: Any = None) -> pa.Table:
     """A stage as a Ray task; the stage object is cached per worker process."""
     key = f"{ctx.run_id}:{spec.name}"
     stage = _TASK_STAGES.get(key)
     if stage is None:
         stage = _TASK_STAGES[key] = spec.build(ctx)
-    return to_table(stage.process(batch.to_pylist()), schema)
+    return _run_and_report(stage, batch, schema, metrics)
 
 
 def read_listing_part(item: dict[str, Any]) -> list[Row]:
@@ -87,6 +129,8 @@ def read_listing_part(item: dict[str, Any]) -> list[Row]:
 class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
+        self._metrics: Any = None  # the metrics actor of the current stream
+        self._node_info: dict[str, dict[str, Any]] = {}
 
     def _listing_parts(self, pipeline: Pipeline, inputs: Iterable[Row]) -> list[str]:
         """Write the listing in parts under the output (workers read them; the driver
@@ -119,6 +163,8 @@ class RayRunner:
         parts = self._listing_parts(pipeline, inputs)
         if not parts:
             return
+        # zero CPUs: it must fit on any node, even one whose CPUs the stages hold
+        self._metrics = ray.remote(num_cpus=0, max_restarts=0)(StageMetrics).remote()
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = sys.stderr.isatty()
         dctx.execution_options.preserve_order = False
@@ -140,14 +186,9 @@ class RayRunner:
 
         stage = spec.build(ctx)
         res = stage.resources
-        kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow",
-                                      num_cpus=res.num_cpus, zero_copy_batch=True)
-        if res.num_gpus:
-            kwargs["num_gpus"] = res.num_gpus
-        if res.memory_gb:
-            kwargs["memory"] = int(res.memory_gb * 1024**3)
-        if res.custom:
-            kwargs["resources"] = dict(res.custom)
+        kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow", zero_copy_batch=True,
+                                      **ray_remote_args(res))
+        stage_args = {"spec": spec, "ctx": ctx, "schema": schema, "metrics": self._metrics}
         # Streaming re-blocking: each task / actor call gets blocks of `batch_size` rows,
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.
@@ -155,11 +196,11 @@ class RayRunner:
         if stage.stateful:
             return ds.map_batches(
                 StageActor,
-                fn_constructor_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
+                fn_constructor_kwargs=stage_args,
                 compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max(res.min_actors, res.max_actors)),
                 **kwargs,
             )
-        return ds.map_batches(stage_task, fn_kwargs={"spec": spec, "ctx": ctx, "schema": schema}, **kwargs)
+        return ds.map_batches(stage_task, fn_kwargs=stage_args, **kwargs)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
         """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
@@ -174,6 +215,24 @@ class RayRunner:
                 yield ray.get(pending.pop(0))
         while pending:
             yield ray.get(pending.pop(0))
+
+    def metrics(self) -> dict[str, Any]:
+        """Per-stage batches, rows, seconds and the nodes they ran on, with each node's
+        advertised resources (see curator.metrics); empty before the stream starts."""
+        if self._metrics is None:
+            return {"stages": {}, "nodes": {}}
+        import ray
+
+        snap = ray.get(self._metrics.snapshot.remote(), timeout=60)
+        missing = set(snap["nodes"]) - set(self._node_info)
+        if missing:
+            for n in ray.nodes():
+                if n.get("NodeID") in missing:
+                    self._node_info[n["NodeID"]] = {"resources": dict(n.get("Resources") or {}),
+                                                    "labels": dict(n.get("Labels") or {})}
+        for node_id, info in snap["nodes"].items():
+            info.update(self._node_info.get(node_id, {}))
+        return snap
 
     def close(self) -> None:
         pass
