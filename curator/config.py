@@ -176,6 +176,9 @@ class RunConfig(_Model):
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
+    metrics_every_s: float = Field(
+        5.0, gt=0, description="How often the driver rewrites <output>/metrics.json (per-stage progress) while it runs."
+    )
 
 
 def default_model_dir() -> str:

@@ -256,8 +256,10 @@ def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list
     return s
 
 
-class RunStopped(Exception):
-    """Raised in the driver when it is asked to stop (SIGTERM, e.g. from `curator jobs stop`)."""
+class RunStopped(BaseException):
+    """Raised in the driver when it is asked to stop (SIGTERM, e.g. from `curator jobs stop`).
+    A BaseException, like KeyboardInterrupt, so that no stage's per-row `except Exception`
+    mistakes it for a failure of the row and carries on."""
 
 
 def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: Progress | None = None) -> Summary:
@@ -276,7 +278,8 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
         return {k: collector.counts.get(k, 0) for k in ("videos", "clips", "clips_kept", "videos_resumed")}
 
     writer = MetricsWriter(ctx.output_uri, ctx.run_id, counts,
-                           getattr(runner, "metrics", dict), [s.name for s in pipeline.specs]).start()
+                           getattr(runner, "metrics", dict), [s.name for s in pipeline.specs],
+                           every_s=ctx.config.run.metrics_every_s).start()
     try:
         for rows in runner.stream(pipeline, inputs):
             collector.add(rows)
@@ -286,8 +289,8 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
         summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
         storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
                             json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
-    except (KeyboardInterrupt, RunStopped):
-        writer.finish(STOPPED, error="stopped by a signal")
+    except (KeyboardInterrupt, RunStopped, SystemExit) as exc:  # Ctrl-C, SIGTERM (ours or Ray's handler)
+        writer.finish(STOPPED, error=f"stopped: {type(exc).__name__} {exc}".strip())
         raise
     except BaseException as exc:
         writer.finish(FAILED, error=f"{type(exc).__name__}: {exc}")

@@ -119,7 +119,7 @@ class MetricsWriter:
     def finish(self, state: str, error: str | None = None) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=2)  # a stopped job has seconds before SIGKILL
         self.write(state, error=error)
 
     def write(self, state: str, error: str | None = None) -> None:

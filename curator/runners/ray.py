@@ -52,11 +52,27 @@ def init_ray(cfg: RunConfig) -> None:
     root = _project_root()
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # ray.init replaces the SIGTERM handler with a plain exit; keep the caller's (the CLI's
+    # turns SIGTERM into a clean stop: metrics.json says `stopped`, exit status 143)
+    previous = _sigterm_handler()
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
     else:
         ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+    if callable(previous):
+        import signal
+
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_handler() -> Any:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
 
 
 # ------------------------------------------------------------------ stage adapters
