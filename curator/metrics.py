@@ -99,6 +99,7 @@ class MetricsWriter:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last: dict[str, Any] = {"stages": {}, "nodes": {}}
 
     @property
     def uri(self) -> str:
@@ -127,9 +128,13 @@ class MetricsWriter:
 
         with self._lock:  # the final write never interleaves with a periodic one
             try:
+                self._last = self.stage_metrics() or self._last
+            except Exception as exc:  # e.g. the metrics actor is gone: keep the last snapshot
+                log.warning("stage metrics unavailable: %s", exc)
+            try:
                 doc: dict[str, Any] = {"run_id": self.run_id, "state": state, "updated": time.time(),
                                        "elapsed_s": round(time.monotonic() - self.t0, 3), **self.counts()}
-                doc.update(self.stage_metrics() or {"stages": {}, "nodes": {}})
+                doc.update(self._last)
                 doc["stage_order"] = self.stage_order
                 if error:
                     doc["error"] = error[:2000]

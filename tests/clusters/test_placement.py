@@ -131,6 +131,27 @@ def test_metrics_writer_writes_running_then_the_final_state(tmp_path):
     assert metrics.read(str(tmp_path / "nothing")) is None
 
 
+@pytest.mark.unit
+def test_final_state_is_written_even_when_stage_metrics_fail(tmp_path):
+    """A lost metrics actor must not lose the run's state: the last snapshot is kept."""
+    m = metrics.StageMetrics()
+    m.record("split", {"node_id": "n1"}, 2, 2, 0.1)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("actor died")
+        return m.snapshot()
+
+    w = metrics.MetricsWriter(str(tmp_path), "run2", lambda: {"videos": 2}, flaky, ["split"], every_s=60)
+    w.start()
+    w.finish(metrics.SUCCEEDED)
+    doc = metrics.read(str(tmp_path))
+    assert doc["state"] == metrics.SUCCEEDED and doc["videos"] == 2
+    assert doc["stages"]["split"]["rows_in"] == 2 and len(calls) == 2
+
+
 # ----------------------------------------------------- a real run: local runner
 @pytest.fixture(scope="module")
 def tiny_videos(tmp_path_factory):
