@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import Resources, RunConfig
+from curator.storage.config import StorageConfig
 from curator.metrics import StageMetrics, where
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
@@ -137,7 +138,9 @@ def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Sch
     return _run_and_report(stage, batch, schema, metrics)
 
 
-def read_listing_part(item: dict[str, Any]) -> list[Row]:
+def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
+    # a worker process: the run's storage settings (endpoints) are not there unless passed
+    storage.configure(storage_cfg)
     return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
 
 
@@ -186,7 +189,7 @@ class RayRunner:
         dctx.execution_options.preserve_order = False
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
-        ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
