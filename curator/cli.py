@@ -29,7 +29,7 @@ def _setup_logging(level: str) -> None:
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (`curator jobs stop`, a pre-empted node) ends the run like Ctrl-C: finished
-    videos stay finished, metrics.json says `stopped`, nothing half-written looks complete."""
+    videos stay finished, progress.json says `stopped`, nothing half-written looks complete."""
     import signal
     import threading
 
@@ -45,7 +45,8 @@ def _stop_on_sigterm() -> None:
 # --------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from curator import pipeline as pl
-    from curator.driver import Progress, execute
+    from curator.driver import execute
+    from curator.progress import Progress
     from curator.runners import make_runner
 
     run_over: dict[str, Any] = {}
@@ -63,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
-    summary = execute(pipeline, runner, force=args.force, progress=Progress())
+    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return 0
 
@@ -107,6 +108,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     final = jobs.stop(jc, args.job_id, wait_s=args.timeout or 60.0)
     return 0 if final in ("STOPPED", "SUCCEEDED", "FAILED") else 1
+
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="status: print JSON (with the run's metrics)")
     p.add_argument("--timeout", type=float, metavar="S", help="stop: wait at most S seconds (default 60)")
     p.set_defaults(fn=cmd_jobs)
+
 
     p = sub.add_parser("config", help="print the resolved config (or the defaults, with comments)")
     p.add_argument("--defaults", action="store_true", help="every key with its default and description")

@@ -62,6 +62,7 @@ class IngestConfig(StageConfig):
     max_size_gb: float = Field(20.0, gt=0, description="Larger inputs are rejected (reason 'too_large').")
     max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer inputs are rejected ('too_long').")
     max_pixels: int = Field(8192 * 8192, gt=0, description="Width x height above this is rejected ('too_many_pixels').")
+    max_fps: float = Field(1000.0, gt=0, description="Frame rates above this (or zero) mean a broken header ('bad_header').")
     min_duration_s: float = Field(2.0, ge=0, description="Shorter inputs are rejected ('too_short').")
     resources: Resources = _res(num_cpus=0.5, batch_size=1)
 
@@ -176,9 +177,7 @@ class RunConfig(_Model):
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
-    metrics_every_s: float = Field(
-        5.0, gt=0, description="How often the driver rewrites <output>/metrics.json (per-stage progress) while it runs."
-    )
+    progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
 
 def default_model_dir() -> str:
@@ -282,8 +281,9 @@ def _commented_yaml(model: BaseModel, indent: int = 0) -> str:
         if isinstance(value, BaseModel):
             out.append(f"{pad}{name}:")
             out.append(_commented_yaml(value, indent + 1))
+        elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+            out.append(f"{pad}{name}: {json.dumps(value)}")  # JSON is YAML flow style
         else:
-            dumped = yaml.safe_dump({name: value if not isinstance(value, BaseModel) else value.model_dump(mode="json")},
-                                    sort_keys=False, default_flow_style=None).rstrip("\n")
+            dumped = yaml.safe_dump({name: value}, sort_keys=False, default_flow_style=False).rstrip("\n")
             out.extend(pad + line for line in dumped.splitlines())
     return "\n".join(x for x in out if x != "")

@@ -11,8 +11,8 @@ working directory; the code travels as ``py_modules`` (this process's `curator` 
 Environment variables reach the job only when named with ``--env NAME``; their values
 are read here and never printed.
 
-Per-stage progress comes from ``<output>/metrics.json``, which the job's driver rewrites
-every few seconds (see :mod:`curator.metrics`). Reading it needs access to the output
+Per-stage progress comes from ``<output>/progress.json``, which the job's driver rewrites
+every few seconds (see :mod:`curator.tracking`). Reading it needs access to the output
 from where `curator jobs status` runs; when that fails the last progress line of the
 job's log is shown instead.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -30,7 +31,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from curator import metrics as metrics_mod
+from curator import tracking
 from curator.config import ConfigError, PipelineConfig
 
 #: the config file's name inside a job's working directory
@@ -203,8 +204,8 @@ def list_jobs(jc: Any, out: TextIO = sys.stdout) -> None:
         print(f"{j.submission_id or j.job_id:<34} {str(j.status):<10} {_when(j.start_time):<20} {what}", file=out)
 
 
-def read_metrics(info: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The job's metrics.json (via its output URI and storage settings), or why not."""
+def read_progress(info: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The job's progress.json (via its output URI and storage settings), or why not."""
     from curator import storage
     from curator.storage.config import StorageConfig
 
@@ -215,18 +216,23 @@ def read_metrics(info: Any) -> tuple[dict[str, Any] | None, str | None]:
     try:
         if md.get(META_STORAGE):
             storage.configure(StorageConfig.model_validate_json(md[META_STORAGE]))
-        doc = metrics_mod.read(storage.normalize(output))
+        doc = tracking.read(storage.normalize(output))
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if doc is None:
-        return None, f"no {metrics_mod.METRICS_NAME} under {output} yet"
+        return None, f"no {tracking.PROGRESS_NAME} under {output} yet"
     return doc, None
 
 
+_PROGRESS_LINE = re.compile(r"\[curator\] \d+(/\d+)? videos")
+
+
 def last_progress_line(logs: str) -> str | None:
+    """The driver's last progress line (curator.progress) in a job's log."""
     for line in reversed(logs.splitlines()):
-        if "[curator] progress:" in line:
-            return line.strip()
+        line = line.rsplit("\r", 1)[-1].replace("\x1b[2K", "").strip()
+        if _PROGRESS_LINE.match(line):
+            return line
     return None
 
 
@@ -242,12 +248,14 @@ def status(jc: Any, job_id: str, out: TextIO = sys.stdout) -> dict[str, Any]:
     if md.get(META_OUTPUT):
         print(f"input:    {md.get(META_INPUT)}\noutput:   {md.get(META_OUTPUT)}", file=out)
     print(f"started:  {_when(info.start_time)}   ended: {_when(info.end_time)}", file=out)
-    doc, why = read_metrics(info)
-    report["metrics"] = doc
+    doc, why = read_progress(info)
+    report["progress"] = doc
     if doc is not None:
-        print(f"run:      {doc.get('state')}, {doc.get('videos', 0)} videos, {doc.get('clips', 0)} clips, "
+        done = doc.get("videos", 0) + doc.get("videos_resumed", 0)
+        total = f"/{doc['total']}" if doc.get("total") is not None else ""
+        print(f"run:      {doc.get('state')}, {done}{total} videos, {doc.get('clips', 0)} clips, "
               f"{doc.get('clips_kept', 0)} kept, {doc.get('elapsed_s', 0):.0f} s", file=out)
-        print(metrics_mod.format_stages(doc), file=out)
+        print(tracking.format_stages(doc), file=out)
     else:
         line = None
         try:
@@ -255,9 +263,9 @@ def status(jc: Any, job_id: str, out: TextIO = sys.stdout) -> dict[str, Any]:
         except Exception:
             pass
         report["progress_line"] = line
-        print(f"metrics:  unavailable here ({why})", file=out)
+        print(f"progress: unavailable here ({why})", file=out)
         if line:
-            print(f"progress: {line}", file=out)
+            print(f"last log: {line}", file=out)
     return report
 
 

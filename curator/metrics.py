@@ -1,173 +1,102 @@
-"""Per-stage metrics of a run: how many batches and rows each stage handled, and where.
+"""Per-stage metrics of a run, computed from its manifest (`metrics.json`).
 
-Every stage call reports ``(stage, node, rows in, rows out, seconds)`` to one
-:class:`StageMetrics`: in the driver process under the local runner, in a small Ray
-actor under the Ray runner (workers call it once per batch). The driver writes a
-snapshot to ``<output>/metrics.json`` every few seconds while the run goes and once
-at the end, with the run's state:
-
-    {"run_id": ..., "state": "running" | "succeeded" | "failed" | "stopped",
-     "videos": .., "clips": .., "kept": .., "resumed": .., "elapsed_s": ..,
-     "stages": {"transcode": {"batches": 3, "rows_in": 3, "rows_out": 9, "busy_s": 4.2,
-                              "nodes": {"<node id>": {"batches": 3, "rows_in": 3}}}, ...},
-     "nodes": {"<node id>": {"hostname": .., "ip": .., "resources": {"CPU": 8, "GPU": 1, "nvenc": 1}}}}
-
-`curator jobs status` reads it; tests read it to check where stages ran.
+Every row records, per stage that acted on it, its busy seconds (`timings`) and when the
+stage finished it (`finished_at`). From those alone this module derives, per stage:
+items in / out, rejects by reason, busy time, throughput, and over time (in buckets of
+the run's wall clock) items finished and the queue in front of the stage (items its
+predecessor finished that it had not finished yet). Memory: aggregates only.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import logging
-import socket
-import threading
-import time
-from typing import Any, Callable
+from collections import Counter, defaultdict
+from typing import Any
 
-log = logging.getLogger(__name__)
+import pyarrow.parquet as pq
+
+from curator import manifest, storage
 
 METRICS_NAME = "metrics.json"
-
-#: run states written to metrics.json
-RUNNING, SUCCEEDED, FAILED, STOPPED = "running", "succeeded", "failed", "stopped"
-LOCAL_NODE = "local"
+BUCKETS = 40
 
 
-def where() -> dict[str, Any]:
-    """This process's node: the Ray node id when inside Ray, else ``local``."""
-    info: dict[str, Any] = {"node_id": LOCAL_NODE, "hostname": socket.gethostname(), "ip": None}
-    try:
-        import ray
+def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None) -> dict:
+    data = storage.read_bytes(manifest.manifest_uri(output_uri))
+    pf = pq.ParquetFile(io.BytesIO(data))
+    cols = ["kind", "status", "stage", "reason", "timings", "finished_at"]
+    items: Counter[str] = Counter()
+    busy: defaultdict[str, float] = defaultdict(float)
+    stopped: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    finish_times: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    kinds: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for batch in pf.iter_batches(batch_size=4096, columns=[c for c in cols if c in pf.schema_arrow.names]):
+        for row in batch.to_pylist():
+            for stage, secs in row.get("timings") or []:
+                items[stage] += 1
+                busy[stage] += secs
+                kinds[stage][row["kind"]] += 1
+            for stage, ts in row.get("finished_at") or []:
+                finish_times[(stage, row["kind"])].append(ts)
+            if row["status"] not in ("ok", "skipped") and row.get("stage"):
+                stopped[row["stage"]][row.get("reason") or "unknown"] += 1
+    all_ts = [t for ts in finish_times.values() for t in ts]
+    t0 = min(all_ts) if all_ts else 0.0
+    t1 = max(all_ts) if all_ts else 0.0
+    width = max((t1 - t0) / BUCKETS, 1e-6)
 
-        if ray.is_initialized():
-            info["node_id"] = ray.get_runtime_context().get_node_id()
-            info["ip"] = ray.util.get_node_ip_address()
-    except Exception:  # metrics never break a run
-        pass
-    return info
+    def curve(ts: list[float]) -> tuple[list[int], list[int]]:
+        per_bucket = [0] * BUCKETS
+        for t in ts:
+            per_bucket[min(BUCKETS - 1, int((t - t0) / width))] += 1
+        cumulative, acc = [], 0
+        for n in per_bucket:
+            acc += n
+            cumulative.append(acc)
+        return per_bucket, cumulative
 
-
-class StageMetrics:
-    """Counters per stage and per node. Also used as a Ray actor (see runners/ray.py)."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, dict[str, Any]] = {}
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()  # the local runner records while the writer thread reads
-
-    def record(self, stage: str, node: dict[str, Any], rows_in: int, rows_out: int, busy_s: float) -> None:
-        with self._lock:
-            self._record(stage, node, rows_in, rows_out, busy_s)
-
-    def _record(self, stage: str, node: dict[str, Any], rows_in: int, rows_out: int, busy_s: float) -> None:
-        s = self.stages.setdefault(stage, {"batches": 0, "rows_in": 0, "rows_out": 0, "busy_s": 0.0, "nodes": {}})
-        s["batches"] += 1
-        s["rows_in"] += rows_in
-        s["rows_out"] += rows_out
-        s["busy_s"] = round(s["busy_s"] + busy_s, 6)
-        node_id = node["node_id"]
-        n = s["nodes"].setdefault(node_id, {"batches": 0, "rows_in": 0})
-        n["batches"] += 1
-        n["rows_in"] += rows_in
-        if node_id not in self.nodes:
-            self.nodes[node_id] = {"hostname": node.get("hostname"), "ip": node.get("ip")}
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return json.loads(json.dumps({"stages": self.stages, "nodes": self.nodes}))
-
-
-def stage_nodes(metrics: dict[str, Any], stage: str) -> set[str]:
-    """Node ids that ran at least one batch of `stage` (from a metrics.json document)."""
-    return set((metrics.get("stages", {}).get(stage) or {}).get("nodes", {}))
-
-
-class MetricsWriter:
-    """Writes ``metrics.json`` under the output: from a background thread every `every_s`
-    while the run goes (so per-stage progress moves even while the driver waits for
-    rows), and once at the end with the final state."""
-
-    def __init__(self, output_uri: str, run_id: str, counts: Callable[[], dict[str, int]],
-                 stage_metrics: Callable[[], dict[str, Any]], stage_order: list[str], every_s: float = 5.0):
-        self.output_uri = output_uri
-        self.run_id = run_id
-        self.counts = counts
-        self.stage_metrics = stage_metrics
-        self.stage_order = list(stage_order)
-        self.every_s = every_s
-        self.t0 = time.monotonic()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._last: dict[str, Any] = {"stages": {}, "nodes": {}}
-
-    @property
-    def uri(self) -> str:
-        from curator import storage
-
-        return storage.join(self.output_uri, METRICS_NAME)
-
-    def start(self) -> "MetricsWriter":
-        self.write(RUNNING)
-        self._thread = threading.Thread(target=self._loop, name="curator-metrics", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.write(RUNNING)
-
-    def finish(self, state: str, error: str | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)  # a stopped job has seconds before SIGKILL
-        self.write(state, error=error)
-
-    def write(self, state: str, error: str | None = None) -> None:
-        from curator import storage
-
-        with self._lock:  # the final write never interleaves with a periodic one
-            try:
-                self._last = self.stage_metrics() or self._last
-            except Exception as exc:  # e.g. the metrics actor is gone: keep the last snapshot
-                log.warning("stage metrics unavailable: %s", exc)
-            try:
-                doc: dict[str, Any] = {"run_id": self.run_id, "state": state, "updated": time.time(),
-                                       "elapsed_s": round(time.monotonic() - self.t0, 3), **self.counts()}
-                doc.update(self._last)
-                doc["stage_order"] = self.stage_order
-                if error:
-                    doc["error"] = error[:2000]
-                storage.write_bytes(self.uri, json.dumps(doc, indent=1, sort_keys=True).encode())
-            except Exception as exc:  # progress reporting never fails the run
-                log.warning("could not write %s: %s", METRICS_NAME, exc)
+    stages: dict[str, Any] = {}
+    last_curve: dict[str, list[int]] = {}  # kind -> cumulative finishes of the latest stage seen
+    for name in stage_order:
+        kind = (kinds.get(name) or Counter({"video": 0})).most_common(1)[0][0] if kinds.get(name) else None
+        per_bucket, cumulative = curve(finish_times.get((name, kind), [])) if kind else ([0] * BUCKETS, None)
+        n_in = items.get(name, 0)
+        n_stop = sum(stopped[name].values())
+        entry = {
+            "items_in": n_in,
+            "items_out": n_in - n_stop,
+            "kinds": dict(kinds.get(name, {})),
+            "rejects": dict(stopped.get(name, {})),
+            "busy_s": round(busy.get(name, 0.0), 3),
+            "items_per_busy_s": round(n_in / busy[name], 3) if busy.get(name) else None,
+            "finished_per_bucket": per_bucket,
+        }
+        if kind and kind in last_curve and cumulative is not None:
+            # queued or in flight: finished by the previous stage (same kind of row), not yet by this one
+            entry["queue_per_bucket"] = [max(0, p - c) for p, c in zip(last_curve[kind], cumulative)]
+        if kind and cumulative is not None:
+            last_curve[kind] = cumulative
+            for other_kind in kinds.get(name, {}):  # a fan-out stage also starts the other kind's chain
+                if other_kind != kind:
+                    last_curve[other_kind] = curve(finish_times.get((name, other_kind), []))[1]
+        stages[name] = entry
+    doc = {
+        "wall_s": round(wall_s, 3),
+        "bucket_s": round(width, 3),
+        "started_at": t0,
+        "stages": stages,
+    }
+    if extra:
+        doc.update(extra)
+    return doc
 
 
-def read(output_uri: str) -> dict[str, Any] | None:
-    """The metrics document of a run, or None when there is none (yet)."""
-    from curator import storage
-
-    try:
-        return json.loads(storage.read_bytes(storage.join(output_uri, METRICS_NAME)))
-    except storage.NotFound:
-        return None
+def write(output_uri: str, doc: dict) -> str:
+    uri = storage.join(output_uri, METRICS_NAME)
+    storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return uri
 
 
-def format_stages(doc: dict[str, Any]) -> str:
-    """A small table of per-stage progress for `curator jobs status`."""
-    stages = doc.get("stages") or {}
-    nodes = doc.get("nodes") or {}
-    lines = [f"{'stage':<12} {'batches':>8} {'rows in':>8} {'rows out':>8} {'busy s':>8}  nodes"]
-    order = [n for n in doc.get("stage_order") or [] if n in stages] + sorted(set(stages) - set(doc.get("stage_order") or []))
-    for name in order:
-        s = stages[name]
-        where_ = ", ".join(f"{_node_label(nid, nodes)}: {n['rows_in']}" for nid, n in sorted(s.get("nodes", {}).items()))
-        lines.append(f"{name:<12} {s['batches']:>8} {s['rows_in']:>8} {s['rows_out']:>8} {s['busy_s']:>8.1f}  {where_}")
-    return "\n".join(lines)
-
-
-def _node_label(node_id: str, nodes: dict[str, Any]) -> str:
-    info = nodes.get(node_id) or {}
-    short = node_id[:8]
-    host = info.get("ip") or info.get("hostname")
-    return f"{short}@{host}" if host and node_id != LOCAL_NODE else (host or short)
+def read(output_uri: str) -> dict:
+    return json.loads(storage.read_bytes(storage.join(output_uri, METRICS_NAME)))

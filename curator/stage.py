@@ -129,6 +129,7 @@ class Stage:
         elapsed = time.perf_counter() - t0
         self.stats.busy_s += elapsed
         per_row = elapsed / max(1, len(active))
+        now = time.time()
         out: list[Row] = []
         by_pos = dict(zip(active_idx, results))
         for i, row in enumerate(batch):
@@ -137,7 +138,7 @@ class Stage:
                 out.append(row)
                 continue
             for r in produced:
-                add_timing(r, self.name, per_row / max(1, len(produced)))
+                add_timing(r, self.name, per_row / max(1, len(produced)), now)
                 if r.get("status") != "ok" and r.get("stage") == self.name:
                     key = r.get("reason") or "unknown"
                     self.stats.stopped[key] = self.stats.stopped.get(key, 0) + 1

@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import IngestConfig
-from curator.media.probe import ProbeError, probe
+from curator.media.probe import Limits, ProbeError, probe
 from curator.manifest import part_uri
-from curator.records import REJECTED, SKIPPED, Reason, Row, stop
+from curator.records import ERROR, REJECTED, SKIPPED, Reason, Row, stop
 from curator.stage import Stage
 
 class IngestStage(Stage):
@@ -41,24 +41,21 @@ class IngestStage(Stage):
                         f"{info.size / 1024**3:.1f} GiB > stages.ingest.max_size_gb={cfg.max_size_gb}",
                         status=REJECTED)
         local = storage.local_path(uri)
+        limits = Limits(cfg.max_pixels, cfg.max_duration_s, cfg.max_fps)
         try:
             if local is None:
                 data = storage.read_bytes(uri)
                 row["video_bytes"] = data
-                vi = probe(data)
+                vi = probe(data, limits=limits)
             else:
-                vi = probe(local)
+                vi = probe(local, limits=limits)
         except storage.StorageError as exc:
             return stop(row, self.name, Reason.STORAGE, str(exc))
         except ProbeError as exc:
-            return stop(row, self.name, exc.reason, exc.detail)
+            row.pop("video_bytes", None)
+            guard = exc.reason in (Reason.TOO_MANY_PIXELS, Reason.TOO_LONG)
+            return stop(row, self.name, exc.reason, exc.detail, status=REJECTED if guard else ERROR)
         row.update(vi.as_row())
-        if vi.width * vi.height > cfg.max_pixels:
-            return self._reject(row, Reason.TOO_MANY_PIXELS,
-                                f"{vi.width}x{vi.height} > stages.ingest.max_pixels={cfg.max_pixels}")
-        if vi.duration_s > cfg.max_duration_s:
-            return self._reject(row, Reason.TOO_LONG,
-                                f"{vi.duration_s:.0f} s > stages.ingest.max_duration_s={cfg.max_duration_s:.0f}")
         if vi.duration_s < cfg.min_duration_s:
             return self._reject(row, Reason.TOO_SHORT,
                                 f"{vi.duration_s:.2f} s < stages.ingest.min_duration_s={cfg.min_duration_s}")

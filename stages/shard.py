@@ -28,7 +28,7 @@ from curator import storage
 from curator.config import ShardConfig
 
 #: manifest columns that never go into a sample's json (bytes, per-run timings, video-only)
-JSON_EXCLUDE = {"timings", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+JSON_EXCLUDE = {"timings", "finished_at", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
 
 
 def _ratio(text: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import av
@@ -63,7 +64,7 @@ class FrameGraph:
     def _build(self, frame: Any) -> None:
         g = av.filter.Graph()
         node = g.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                            time_base=frame.time_base)
+                            time_base=frame.time_base or Fraction(1, 1000))
         chain: list[tuple[str, str]] = list(rotation_filters(self.rotation))
         if self.width and self.height:
             chain.append(("scale", f"{self.width}:{self.height}:flags=area"))

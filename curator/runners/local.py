@@ -9,28 +9,29 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from curator.metrics import StageMetrics, where
+from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
 from curator.stage import Stage
+from curator.tracking import StageTracker, where
 
 
 class LocalRunner:
     def __init__(self) -> None:
         self._stages: list[Stage] | None = None
-        self._metrics = StageMetrics()
+        self._tracker = StageTracker()
 
     def stages(self, pipeline: Pipeline) -> list[Stage]:
         if self._stages is None:
             self._stages = [spec.build(pipeline.ctx) for spec in pipeline.specs]
         return self._stages
 
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         stages = self.stages(pipeline)
-        self._node = where()
+        node = where()
         flow = pipeline.flow_schema
         manifest_names = set(pipeline.schema.names)
-        for video in inputs:
+        for video in listing.rows():
             rows = to_table([video], flow).to_pylist()
             for stage in stages:
                 size = stage.resources.batch_size
@@ -39,7 +40,7 @@ class LocalRunner:
                     batch = rows[i:i + size]
                     t0 = time.perf_counter()
                     produced = stage.process(batch)
-                    self._metrics.record(stage.name, self._node, len(batch), len(produced), time.perf_counter() - t0)
+                    self._tracker.record(stage.name, node, len(batch), len(produced), time.perf_counter() - t0)
                     out.extend(produced)
                 rows = to_table(out, flow).to_pylist()
             yield [{k: v for k, v in r.items() if k in manifest_names} for r in rows]
@@ -48,9 +49,9 @@ class LocalRunner:
         for item in items:
             yield fn(item)
 
-    def metrics(self) -> dict[str, Any]:
-        """Per-stage batches, rows and seconds, all on this process's node (see curator.metrics)."""
-        return self._metrics.snapshot()
+    def progress(self) -> dict[str, Any]:
+        """Per-stage batches, rows and seconds, all on this process's node (curator.tracking)."""
+        return self._tracker.snapshot()
 
     def close(self) -> None:
         self._stages = None

@@ -8,12 +8,11 @@ GPUs, memory and custom resources come from its config (:func:`ray_remote_args`)
 stage that asks for ``custom: {nvenc: 1}`` runs only on nodes that advertise ``nvenc``.
 The transcode stage fans one video row out into its clip rows (``map_batches`` may
 return more rows than it got). Every stage call reports its batch, rows and node to a
-small metrics actor (:mod:`curator.metrics`), which the driver snapshots.
+small tracker actor (:mod:`curator.tracking`), which the driver snapshots.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -24,11 +23,12 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import Resources, RunConfig
-from curator.storage.config import StorageConfig
-from curator.metrics import StageMetrics, where
+from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
+from curator.storage.config import StorageConfig
+from curator.tracking import StageTracker, where
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def init_ray(cfg: RunConfig) -> None:
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
     # ray.init replaces the SIGTERM handler with a plain exit; keep the caller's (the CLI's
-    # turns SIGTERM into a clean stop: metrics.json says `stopped`, exit status 143)
+    # turns SIGTERM into a clean stop: progress.json says `stopped`, exit status 143)
     previous = _sigterm_handler()
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
@@ -76,7 +76,6 @@ def _sigterm_handler() -> Any:
     return signal.getsignal(signal.SIGTERM)
 
 
-# ------------------------------------------------------------------ stage adapters
 def ray_remote_args(res: Resources) -> dict[str, Any]:
     """A stage's resources as Ray scheduling arguments (CPUs, GPUs, memory, custom)."""
     args: dict[str, Any] = {"num_cpus": res.num_cpus}
@@ -90,17 +89,18 @@ def ray_remote_args(res: Resources) -> dict[str, Any]:
     return args
 
 
-def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, metrics: Any) -> pa.Table:
+# ------------------------------------------------------------------ stage adapters
+def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
     t0 = time.perf_counter()
     out = stage.process(batch.to_pylist())
     busy = time.perf_counter() - t0
-    if metrics is not None:
+    if tracker is not None:
         try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
             import ray
 
-            ray.get(metrics.record.remote(stage.name, _node(), batch.num_rows, len(out), busy), timeout=30)
+            ray.get(tracker.record.remote(stage.name, _node(), batch.num_rows, len(out), busy), timeout=30)
         except Exception as exc:
-            log.warning("stage %s: could not report metrics: %s", stage.name, exc)
+            log.warning("stage %s: could not report progress: %s", stage.name, exc)
     return to_table(out, schema)
 
 
@@ -116,74 +116,52 @@ def _node() -> dict[str, Any]:
 class StageActor:
     """A stage inside a Ray actor: built and set up once, then called per batch."""
 
-    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema, metrics: Any = None):
+    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None):
         self.stage: Stage = spec.build(ctx)
         self.stage.ensure_setup()
         self.schema = schema
-        self.metrics = metrics
+        self.tracker = tracker
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _run_and_report(self.stage, batch, self.schema, self.metrics)
+        return _run_and_report(self.stage, batch, self.schema, self.tracker)
 
 
 _TASK_STAGES: dict[str, Stage] = {}
 
 
-def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema, metrics: Any = None) -> pa.Table:
+def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None) -> pa.Table:
     """A stage as a Ray task; the stage object is cached per worker process."""
     key = f"{ctx.run_id}:{spec.name}"
     stage = _TASK_STAGES.get(key)
     if stage is None:
         stage = _TASK_STAGES[key] = spec.build(ctx)
-    return _run_and_report(stage, batch, schema, metrics)
+    return _run_and_report(stage, batch, schema, tracker)
 
 
 def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
     # a worker process: the run's storage settings (endpoints) are not there unless passed
     storage.configure(storage_cfg)
-    return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
+    return read_part(item["uri"])
 
 
 # ----------------------------------------------------------------------- runner
 class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self._metrics: Any = None  # the metrics actor of the current stream
+        self._tracker: Any = None  # the tracker actor of the current stream
         self._node_info: dict[str, dict[str, Any]] = {}
 
-    def _listing_parts(self, pipeline: Pipeline, inputs: Iterable[Row]) -> list[str]:
-        """Write the listing in parts under the output (workers read them; the driver
-        never holds more than one part)."""
-        ctx = pipeline.ctx
-        size = self.cfg.listing_part_size
-        parts: list[str] = []
-        buf: list[str] = []
-
-        def flush() -> None:
-            uri = storage.join(ctx.output_uri, "_work", ctx.run_id, "listing", f"part-{len(parts):06d}.jsonl")
-            storage.write_bytes(uri, ("\n".join(buf) + "\n").encode())
-            parts.append(uri)
-            buf.clear()
-
-        for row in inputs:
-            buf.append(json.dumps(row))
-            if len(buf) >= size:
-                flush()
-        if buf:
-            flush()
-        return parts
-
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         import ray
         import ray.data
 
         init_ray(self.cfg)
         ctx = pipeline.ctx
-        parts = self._listing_parts(pipeline, inputs)
+        parts = listing.parts
         if not parts:
             return
         # zero CPUs: it must fit on any node, even one whose CPUs the stages hold
-        self._metrics = ray.remote(num_cpus=0, max_restarts=0)(StageMetrics).remote()
+        self._tracker = ray.remote(num_cpus=0, max_restarts=0)(StageTracker).remote()
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = sys.stderr.isatty()
         dctx.execution_options.preserve_order = False
@@ -193,12 +171,8 @@ class RayRunner:
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
-        finally:
-            for uri in parts:
-                storage.delete(uri)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
 
     def _apply(self, ds: Any, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> Any:
         import ray.data
@@ -207,7 +181,7 @@ class RayRunner:
         res = stage.resources
         kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow", zero_copy_batch=True,
                                       **ray_remote_args(res))
-        stage_args = {"spec": spec, "ctx": ctx, "schema": schema, "metrics": self._metrics}
+        stage_args = {"spec": spec, "ctx": ctx, "schema": schema, "tracker": self._tracker}
         # Streaming re-blocking: each task / actor call gets blocks of `batch_size` rows,
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.
@@ -235,14 +209,14 @@ class RayRunner:
         while pending:
             yield ray.get(pending.pop(0))
 
-    def metrics(self) -> dict[str, Any]:
+    def progress(self) -> dict[str, Any]:
         """Per-stage batches, rows, seconds and the nodes they ran on, with each node's
-        advertised resources (see curator.metrics); empty before the stream starts."""
-        if self._metrics is None:
+        advertised resources (see curator.tracking); empty before the stream starts."""
+        if self._tracker is None:
             return {"stages": {}, "nodes": {}}
         import ray
 
-        snap = ray.get(self._metrics.snapshot.remote(), timeout=60)
+        snap = ray.get(self._tracker.snapshot.remote(), timeout=60)
         missing = set(snap["nodes"]) - set(self._node_info)
         if missing:
             for n in ray.nodes():

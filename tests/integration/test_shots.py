@@ -1,0 +1,81 @@
+"""Shot boundaries: TransNetV2 and PySceneDetect on generated and real videos."""
+
+import pytest
+
+from curator.config import PipelineConfig
+from curator.media.probe import probe
+from curator.stage import RunContext
+from curator.synth import make_shots_video
+from stages.split import SplitStage
+
+pytestmark = pytest.mark.integration
+
+METHODS = ["transnetv2", "scenedetect"]
+
+
+def _split(path, method, **kw):
+    cfg = PipelineConfig()
+    ctx = RunContext(cfg, "file:///in", "file:///out", "test", "h")
+    stage = SplitStage(cfg.stages.split.model_copy(update={"method": method, "min_clip_s": 0.0, **kw}), ctx)
+    row = {"kind": "video", "status": "ok", "video_id": "v", "source_uri": "file://" + str(path),
+           **probe(str(path)).as_row()}
+    out = stage.process([row])[0]
+    assert out["status"] == "ok", out
+    return out
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "cuts.mp4"
+    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("life", 61), ("sierpinski", 38)]
+    cuts = make_shots_video(str(path), shots, width=192, height=108, fps=25)
+    return path, cuts
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_generated_cuts_within_two_frames(generated, method):
+    path, truth = generated
+    found = [s["start_frame"] for s in _split(path, method)["spans"]][1:]
+    assert len(found) == len(truth), (found, truth)
+    assert all(abs(f - t) <= 2 for f, t in zip(found, truth)), (found, truth)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name, truth", [
+    ("bikes.mp4", [30, 76, 137, 187, 242]),
+    ("issue-134-rotate.mp4", [90, 210]),
+])
+def test_known_cuts_of_real_videos(media_dir, method, name, truth):
+    found = [s["start_frame"] for s in _split(media_dir / name, method)["spans"]][1:]
+    assert len(found) == len(truth)
+    assert all(abs(f - t) <= 2 for f, t in zip(found, truth)), found
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vfr_cuts_by_timestamp(media_dir, method):
+    out = _split(media_dir / "goldeneye-vfr-drop3.mp4", method)
+    times = [s["start_s"] for s in out["spans"]][1:]
+    truth = [3.75375, 8.75875]
+    assert len(times) == 2
+    assert all(abs(a - b) <= 1 / 16 + 1e-3 for a, b in zip(times, truth)), times  # within one frame
+
+
+def test_truncated_file_keeps_what_decodes(media_dir):
+    out = _split(media_dir / "bikes_truncated_faststart.mp4", "scenedetect")
+    assert 130 <= out["num_frames"] < 250
+    assert "header says 250 frames" in out["detail"]
+    assert [s["start_frame"] for s in out["spans"]][1:] == [30, 76, 137]
+
+
+def test_transnetv2_does_not_leave_global_torch_state():
+    import torch
+
+    from curator.models import transnetv2
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    transnetv2.load("cpu")
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert torch.equal(torch.rand(3), expected)

@@ -1,0 +1,86 @@
+import io
+import json
+import tarfile
+
+import pytest
+
+from curator.config import ShardConfig
+from curator.records import clip_id_for, safe_name, video_id_for
+from stages.shard import bucket_of, plan
+from stages.split import make_spans
+
+pytestmark = pytest.mark.unit
+
+
+def test_ids_are_deterministic_and_safe():
+    a = video_id_for("dir/Ünïcode name../../x.mp4")
+    assert a == video_id_for("dir/Ünïcode name../../x.mp4")
+    assert a != video_id_for("dir/other/x.mp4")
+    assert all(ch.isalnum() or ch in "-_" for ch in a)
+    assert "." not in clip_id_for(a, 3) and clip_id_for(a, 3).endswith("-00003")
+    assert safe_name("...") == "x"
+    assert len(safe_name("a" * 500)) <= 80
+
+
+def test_spans_drop_short_and_cut_long():
+    fps = 10.0
+    times = [i / fps for i in range(1000)]  # 100 s
+    shots = [(0, 15), (15, 45), (45, 1000)]  # 1.5 s, 3 s, 95.5 s
+    spans = make_spans(shots, times, fps, min_s=2.0, max_s=60.0)
+    durs = [s["end_s"] - s["start_s"] for s in spans]
+    assert spans[0]["start_frame"] == 15 and spans[0]["end_frame"] == 45
+    assert len(spans) == 3  # 95.5 s -> two equal pieces of 47.75 s
+    assert all(2.0 <= d <= 60.0 + 1e-6 for d in durs)
+    assert spans[1]["start_frame"] == 45 and spans[-1]["end_frame"] == 1000
+    assert spans[1]["end_frame"] == spans[2]["start_frame"]
+
+
+def test_spans_when_equal_pieces_would_be_too_short():
+    fps = 10.0
+    times = [i / fps for i in range(35)]
+    spans = make_spans([(0, 35)], times, fps, min_s=2.0, max_s=3.0)  # 3.5 s: halves would be 1.75 s
+    assert [(s["start_frame"], s["end_frame"]) for s in spans] == [(0, 30)]
+
+
+def test_bucket_names():
+    cfg = ShardConfig()
+    assert bucket_of(1920, 1080, 7.0, cfg) == "res1080_ar16x9_len5-10s"
+    assert bucket_of(544, 1280, 3.0, cfg) == "res480_ar9x16_len0-5s"
+    assert bucket_of(176, 144, 4.0, cfg) == "res0_ar4x3_len0-5s"
+    assert bucket_of(640, 272, 75.0, cfg) == "res240_ar21x9_len60s+"
+
+
+def _clip(i, w=640, h=360, d=4.0, size=1000):
+    return {"clip_id": f"v-{i:05d}", "clip_width": w, "clip_height": h, "clip_duration_s": d, "clip_bytes": size}
+
+
+def test_plan_is_bounded_by_count_and_bytes_and_deterministic():
+    cfg = ShardConfig(samples_per_shard=3, max_shard_mb=0.01)  # ~10 KB
+    clips = [_clip(i) for i in range(7)] + [_clip(100 + i, 1920, 1080, 20.0, 4000) for i in range(5)]
+    specs = list(plan(clips, cfg))
+    names = [s.name for s in specs]
+    assert names == [s.name for s in plan(clips, cfg)]
+    assert len(set(names)) == len(names)
+    for s in specs:
+        assert len(s.clips) <= 3
+        assert sum(c["clip_bytes"] + 2048 for c in s.clips) <= 0.01 * 1024 * 1024 or len(s.clips) == 1
+    assert sorted(c["clip_id"] for s in specs for c in s.clips) == sorted(c["clip_id"] for c in clips)
+
+
+def test_shard_tar_is_byte_identical_across_writes(tmp_path):
+    from stages.shard import ShardSpec, write_shard
+
+    mp4 = tmp_path / "a.mp4"
+    mp4.write_bytes(b"\x00" * 100)
+    row = {**_clip(1), "clip_uri": "file://" + str(mp4), "status": "ok", "timings": {"x": 1.0}}
+    spec = ShardSpec("b", 0, [row])
+    r1 = write_shard(spec, "file://" + str(tmp_path / "o1"))
+    r2 = write_shard(spec, "file://" + str(tmp_path / "o2"))
+    assert r1["sha256"] == r2["sha256"] and not r1["skipped"]
+    assert write_shard(spec, "file://" + str(tmp_path / "o1"))["skipped"]
+    data = (tmp_path / "o1" / "shards" / "b" / "shard-000000.tar").read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile("v-00001.json").read())
+    assert names == ["v-00001.mp4", "v-00001.json"]
+    assert "timings" not in meta and meta["clip_id"] == "v-00001"
