@@ -10,6 +10,7 @@ everything around that is the same for both and lives here:
          its rows are written as one manifest part (the completion marker)
       -> account for videos no worker returned (crashed / killed / timed out)
       -> consolidate manifest.parquet -> shard -> metrics.json, summary.json
+    throughout: progress.json (state, per-stage progress and nodes; curator.tracking)
 """
 
 from __future__ import annotations

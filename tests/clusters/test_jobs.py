@@ -3,6 +3,7 @@ cluster (the end-to-end path is tests/clusters/test_submit_integration.py)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import subprocess
@@ -110,7 +111,18 @@ def test_an_unreachable_cluster_is_a_clear_error():
 
 
 def test_progress_line_from_logs():
-    logs = "x\n[curator] progress: 1 videos (0.1/s), 2 clips, 2 kept, 10 s\nmore\n" \
-           "[curator] progress: 3 videos (0.2/s), 6 clips, 5 kept, 20 s\nend\n"
-    assert jobs.last_progress_line(logs) == "[curator] progress: 3 videos (0.2/s), 6 clips, 5 kept, 20 s"
-    assert jobs.last_progress_line("nothing here") is None
+    """The driver's progress lines (curator.progress) as they appear in a job's log."""
+    from curator.progress import Progress
+
+    class Buf(io.StringIO):
+        pass
+
+    buf = Buf()
+    p = Progress(total=12, stream=buf, tty=False, interval_s=0)
+    p.start(12)
+    p.video_done(2, 2, 0)
+    p.video_done(3, 2, 1)
+    logs = "[curator] INFO curator: stages: ingest -> split\n" + buf.getvalue() + "[curator] INFO other\n"
+    line = jobs.last_progress_line(logs)
+    assert line and line.startswith("[curator] 2/12 videos") and "clips 5 (kept 4)" in line
+    assert jobs.last_progress_line("nothing here\n[curator] INFO x: y") is None

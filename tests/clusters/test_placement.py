@@ -1,4 +1,4 @@
-"""Stage placement by resources, and the per-stage metrics that show where stages ran."""
+"""Stage placement by resources, and the per-stage tracking that shows where stages ran."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from curator import metrics
+from curator import metrics, tracking
 from curator.config import NVENC_RESOURCE, PipelineConfig, Resources, TranscodeConfig
 from curator.runners.ray import ray_remote_args
 
@@ -91,10 +91,10 @@ def test_gpu_transcode_checks_the_device_where_it_runs():
         stage.setup()
 
 
-# ------------------------------------------------------------------- metrics
+# ------------------------------------------------------------------ tracking
 @pytest.mark.unit
-def test_stage_metrics_count_rows_per_stage_and_node():
-    m = metrics.StageMetrics()
+def test_stage_tracker_counts_rows_per_stage_and_node():
+    m = tracking.StageTracker()
     a = {"node_id": "aaaa1111", "hostname": "h1", "ip": "10.0.0.1"}
     b = {"node_id": "bbbb2222", "hostname": "h2", "ip": "10.0.0.2"}
     m.record("split", a, 1, 1, 0.5)
@@ -103,38 +103,38 @@ def test_stage_metrics_count_rows_per_stage_and_node():
     snap = m.snapshot()
     assert snap["stages"]["transcode"] == {"batches": 2, "rows_in": 3, "rows_out": 9, "busy_s": 2.5,
                                            "nodes": {"bbbb2222": {"batches": 2, "rows_in": 3}}}
-    assert metrics.stage_nodes(snap, "transcode") == {"bbbb2222"}
-    assert metrics.stage_nodes(snap, "caption") == set()
+    assert tracking.stage_nodes(snap, "transcode") == {"bbbb2222"}
+    assert tracking.stage_nodes(snap, "caption") == set()
     assert snap["nodes"]["aaaa1111"] == {"hostname": "h1", "ip": "10.0.0.1"}
     snap["stage_order"] = ["split", "transcode"]
-    table = metrics.format_stages(snap).splitlines()
+    table = tracking.format_stages(snap).splitlines()
     assert table[1].startswith("split") and table[2].startswith("transcode")
     assert "bbbb2222@10.0.0.2: 3" in table[2]
 
 
 @pytest.mark.unit
-def test_metrics_writer_writes_running_then_the_final_state(tmp_path):
+def test_status_writer_writes_running_then_the_final_state(tmp_path):
     counts = {"videos": 0}
-    m = metrics.StageMetrics()
-    w = metrics.MetricsWriter(str(tmp_path), "run1", lambda: dict(counts), m.snapshot, ["ingest"], every_s=0.05)
+    m = tracking.StageTracker()
+    w = tracking.StatusWriter(str(tmp_path), "run1", lambda: dict(counts), m.snapshot, ["ingest"], every_s=0.05)
     w.start()
-    assert json.loads((tmp_path / metrics.METRICS_NAME).read_text())["state"] == metrics.RUNNING
+    assert json.loads((tmp_path / tracking.PROGRESS_NAME).read_text())["state"] == tracking.RUNNING
     counts["videos"] = 3
     m.record("ingest", {"node_id": "local"}, 3, 3, 0.1)
     time.sleep(0.3)
-    doc = metrics.read(str(tmp_path))
-    assert doc["state"] == metrics.RUNNING and doc["videos"] == 3  # the thread keeps it fresh
-    w.finish(metrics.FAILED, error="boom")
-    doc = metrics.read(str(tmp_path))
-    assert doc["state"] == metrics.FAILED and doc["error"] == "boom"
+    doc = tracking.read(str(tmp_path))
+    assert doc["state"] == tracking.RUNNING and doc["videos"] == 3  # the thread keeps it fresh
+    w.finish(tracking.FAILED, error="boom")
+    doc = tracking.read(str(tmp_path))
+    assert doc["state"] == tracking.FAILED and doc["error"] == "boom"
     assert doc["stages"]["ingest"]["rows_in"] == 3 and doc["stage_order"] == ["ingest"]
-    assert metrics.read(str(tmp_path / "nothing")) is None
+    assert tracking.read(str(tmp_path / "nothing")) is None
 
 
 @pytest.mark.unit
-def test_final_state_is_written_even_when_stage_metrics_fail(tmp_path):
-    """A lost metrics actor must not lose the run's state: the last snapshot is kept."""
-    m = metrics.StageMetrics()
+def test_final_state_is_written_even_when_the_tracker_fails(tmp_path):
+    """A lost tracker actor must not lose the run's state: the last snapshot is kept."""
+    m = tracking.StageTracker()
     m.record("split", {"node_id": "n1"}, 2, 2, 0.1)
     calls = []
 
@@ -144,11 +144,11 @@ def test_final_state_is_written_even_when_stage_metrics_fail(tmp_path):
             raise RuntimeError("actor died")
         return m.snapshot()
 
-    w = metrics.MetricsWriter(str(tmp_path), "run2", lambda: {"videos": 2}, flaky, ["split"], every_s=60)
+    w = tracking.StatusWriter(str(tmp_path), "run2", lambda: {"videos": 2}, flaky, ["split"], every_s=60)
     w.start()
-    w.finish(metrics.SUCCEEDED)
-    doc = metrics.read(str(tmp_path))
-    assert doc["state"] == metrics.SUCCEEDED and doc["videos"] == 2
+    w.finish(tracking.SUCCEEDED)
+    doc = tracking.read(str(tmp_path))
+    assert doc["state"] == tracking.SUCCEEDED and doc["videos"] == 2
     assert doc["stages"]["split"]["rows_in"] == 2 and len(calls) == 2
 
 
@@ -167,27 +167,33 @@ FAST = ["stages.split.method=fixed", "stages.split.stride_s=2.5", "run.runner=lo
 
 
 @pytest.mark.integration
-def test_local_run_writes_metrics_with_every_stage(tiny_videos, tmp_path):
+def test_local_run_writes_progress_and_placement_for_every_stage(tiny_videos, tmp_path):
     from curator import pipeline as pl
     from curator.driver import execute
     from curator.runners.local import LocalRunner
 
     cfg = PipelineConfig.load(None, FAST, input=str(tiny_videos), output=str(tmp_path / "out"))
     summary = execute(pl.build(cfg), LocalRunner())
-    doc = metrics.read(str(tmp_path / "out"))
-    assert doc["state"] == metrics.SUCCEEDED
+    doc = tracking.read(str(tmp_path / "out"))
+    assert doc["state"] == tracking.SUCCEEDED
     assert doc["stage_order"] == ["ingest", "split", "transcode", "staging"]
     assert doc["videos"] == summary.videos == 3 and doc["clips"] == summary.clips == 6
     st = doc["stages"]
     assert st["ingest"]["rows_in"] == 3 and st["transcode"]["rows_in"] == 3
     assert st["transcode"]["rows_out"] == 3 + summary.clips  # each video row and its clips
     assert {n for s in st.values() for n in s["nodes"]} == set(doc["nodes"]) and len(doc["nodes"]) == 1
+    assert doc["total"] == 3
+    # the finished run's metrics.json says where each stage ran, too
+    final = metrics.read(str(tmp_path / "out"))
+    for name in doc["stage_order"]:
+        assert final["stages"][name]["nodes"] == st[name]["nodes"]
+    assert final["nodes"] == doc["nodes"]
 
 
 @pytest.mark.integration
 def test_sigterm_stops_a_run_cleanly(tiny_videos, tmp_path):
     """SIGTERM (what `curator jobs stop` sends) ends `curator run` with exit 143: videos
-    finished so far keep their manifest parts, metrics.json says stopped, and nothing
+    finished so far keep their manifest parts, progress.json says stopped, and nothing
     marks the run complete."""
     import pyarrow.parquet as pq
 
@@ -208,11 +214,12 @@ def test_sigterm_stops_a_run_cleanly(tiny_videos, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-2000:]
     assert "stopped" in err
-    doc = metrics.read(str(out))
-    assert doc["state"] == metrics.STOPPED
+    doc = tracking.read(str(out))
+    assert doc["state"] == tracking.STOPPED
     done = sorted(parts.glob("*.parquet"))
     assert 1 <= len(done) < 12
     for p in done:  # every part that exists is whole
         assert pq.read_table(p).num_rows >= 1
     assert not (out / "manifest.parquet").exists() and not (out / "summary.json").exists()
+    assert not (out / "metrics.json").exists()
     assert not list(out.rglob("*.tmp*")), "a half-written file was left behind"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from curator import metrics, storage
+from curator import metrics, storage, tracking
 from curator.storage.config import StorageConfig
 from curator.testing.raycluster import CLUSTER_ENV, LocalRayCluster, cluster_env, free_port
 
@@ -37,7 +37,7 @@ SECRET = "curator-it-secret-7Qx2vB"
 #: 1-CPU nodes (transcode needs the worker's CPU and its one `nvenc`)
 TEST_SETS = ["stages.split.method=fixed", "stages.split.stride_s=2.5", "stages.ingest.resources.num_cpus=0.25",
              "stages.split.resources.num_cpus=0.25", "stages.transcode.resources.num_cpus=0.5",
-             "stages.staging.resources.num_cpus=0.25", "run.metrics_every_s=1"]
+             "stages.staging.resources.num_cpus=0.25", "run.progress_interval_s=1"]
 N_SMALL, N_MANY = 3, 10
 
 
@@ -107,10 +107,22 @@ def cluster():
     cmds = readme_commands()
     gcs, dash = free_port(), free_port()
     ports = {"6379": str(gcs), "8265": str(dash), "52366": str(free_port())}
+    import psutil
+
     with LocalRayCluster(head_command=substituted(cmds[1], ports)) as c:
         c.nvenc_node = c.add_worker(command=substituted(cmds[2], ports))
         c.ports = ports
         yield c
+        started = c.pids()
+    # torn down: every process the cluster started (daemons, workers, job drivers) is gone
+    left = []
+    for pid in started:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                left.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"processes left running: {left}"
 
 
 @pytest.fixture
@@ -173,13 +185,16 @@ def test_submit_runs_and_transcode_runs_only_where_nvenc_is(cluster, s3, inputs,
 
     # placement, from the job's metrics: transcode ran on the nvenc worker and nowhere else
     doc = json.loads(storage.read_bytes(f"{out}/{metrics.METRICS_NAME}"))
-    assert doc["state"] == metrics.SUCCEEDED
-    assert metrics.stage_nodes(doc, "transcode") == {cluster.nvenc_node}
-    for node in metrics.stage_nodes(doc, "transcode"):
+    assert tracking.stage_nodes(doc, "transcode") == {cluster.nvenc_node}
+    for node in tracking.stage_nodes(doc, "transcode"):
         assert doc["nodes"][node]["resources"].get("nvenc", 0) >= 1
-    assert doc["stages"]["transcode"]["rows_in"] == N_SMALL
-    assert doc["stages"]["ingest"]["rows_in"] == N_SMALL
-    assert doc["stages"]["staging"]["rows_in"] == N_SMALL + 2 * N_SMALL
+    assert doc["summary"]["videos"] == N_SMALL
+    assert all(tracking.stage_nodes(doc, s) for s in ("ingest", "split", "transcode", "staging"))
+    live = json.loads(storage.read_bytes(f"{out}/{tracking.PROGRESS_NAME}"))
+    assert live["state"] == tracking.SUCCEEDED
+    assert live["stages"]["transcode"]["nodes"] == doc["stages"]["transcode"]["nodes"]
+    assert live["stages"]["ingest"]["rows_in"] == N_SMALL
+    assert live["stages"]["staging"]["rows_in"] == N_SMALL + 2 * N_SMALL
 
     # the jobs commands
     listed = run(command(5, cluster, s3), client_env)
@@ -191,7 +206,7 @@ def test_submit_runs_and_transcode_runs_only_where_nvenc_is(cluster, s3, inputs,
     assert cluster.nvenc_node[:8] in line
     report = json.loads(run(command(6, cluster, s3, JOB_ID=job) + ["--json"], client_env).stdout)
     assert report["status"] == "SUCCEEDED" and report["output"] == out
-    assert metrics.stage_nodes(report["metrics"], "transcode") == {cluster.nvenc_node}
+    assert tracking.stage_nodes(report["progress"], "transcode") == {cluster.nvenc_node}
     logs = run(command(7, cluster, s3, JOB_ID=job), client_env)
     assert logs.returncode == 0 and f"videos in:   {N_SMALL}" in logs.stdout
 
@@ -205,9 +220,9 @@ def test_stop_ends_a_job_cleanly_and_a_rerun_resumes(cluster, s3, inputs, client
     job = proc.stdout.strip().splitlines()[-1]
     assert job == job_id_of(proc.stdout)
 
-    # wait until a video is finished (the driver rewrites metrics.json every second), then stop
+    # wait until a video is finished (the driver rewrites progress.json every second), then stop
     deadline = time.monotonic() + 240
-    while (metrics.read(out) or {}).get("videos", 0) < 1:
+    while (tracking.read(out) or {}).get("videos", 0) < 1:
         assert time.monotonic() < deadline, "the job made no progress"
         time.sleep(0.3)
     stop = run(command(8, cluster, s3, JOB_ID=job), client_env)
@@ -215,12 +230,12 @@ def test_stop_ends_a_job_cleanly_and_a_rerun_resumes(cluster, s3, inputs, client
 
     status = run(command(6, cluster, s3, JOB_ID=job), client_env)
     assert "status:   STOPPED" in status.stdout
-    doc = json.loads(storage.read_bytes(f"{out}/{metrics.METRICS_NAME}"))
-    assert doc["state"] == metrics.STOPPED, doc.get("state")
+    doc = json.loads(storage.read_bytes(f"{out}/{tracking.PROGRESS_NAME}"))
+    assert doc["state"] == tracking.STOPPED, doc.get("state")
 
     # nothing claims to be complete that is not
     keys = [o.uri for o in storage.list_objects(f"{out}/")]
-    assert not any(k.endswith(("/summary.json", "/manifest.parquet")) for k in keys)
+    assert not any(k.endswith(("/summary.json", "/manifest.parquet", "/metrics.json")) for k in keys)
     assert not any("/shards/" in k for k in keys)
     parts = [k for k in keys if "/staging/videos/" in k]
     assert 1 <= len(parts) < N_MANY
