@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 from .base import BucketNotFound, NotFound, ObjectInfo, StorageError, Store
-from .retry import RetryPolicy, make_error
+from .retry import RetryPolicy, make_error, quiet_sdk_loggers
 
 T = TypeVar("T")
 
@@ -113,6 +113,7 @@ class RemoteStore(Store):
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
+                    quiet_sdk_loggers()
                     self._client = self._make_client()
         return self._client
 

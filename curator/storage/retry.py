@@ -106,6 +106,22 @@ def redact(text: str) -> str:
     return " ".join(text.split())  # one line
 
 
+#: SDK / HTTP loggers whose DEBUG records carry request headers or URLs (session tokens,
+#: SAS query strings, resumable-upload session URLs)
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google.auth", "google.cloud.storage",
+               "google.resumable_media", "google.api_core", "requests")
+
+
+def quiet_sdk_loggers() -> None:
+    """Keep the SDKs' wire-level DEBUG logs off when curator runs at DEBUG: they print
+    request headers and URLs, which can hold credentials. A level set explicitly for one
+    of these loggers (by the user) is left alone."""
+    for name in SDK_LOGGERS:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.WARNING)
+
+
 def bucket_uri(uri: str) -> str:
     scheme, bucket, _ = split(uri)
     return f"{scheme}://{bucket}"

@@ -52,6 +52,7 @@ class S3Store(RemoteStore):
     def _translate(self, exc: BaseException, op: str, uri: str) -> StorageError:
         from botocore.exceptions import (ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError,
                                          PartialCredentialsError, ResponseStreamingError)
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -69,7 +70,8 @@ class S3Store(RemoteStore):
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return AccessDenied(f"no usable AWS credentials for {split(uri)[0]}://{split(uri)[1]}: set AWS_PROFILE "
                                 "(or storage.s3.profile), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use an instance role")
-        if isinstance(exc, (HTTPClientError, ResponseStreamingError, IncompleteReadError)) or is_connection_error(exc):
+        if isinstance(exc, (HTTPClientError, BotoConnectionError, ResponseStreamingError, IncompleteReadError)) \
+                or is_connection_error(exc):
             return make_error(TransientError, uri, op, exc_name(exc))
         return make_error(StorageError, uri, op, exc_name(exc))
 
