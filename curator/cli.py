@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_over["address"] = args.address
     if args.runner:
         run_over["runner"] = args.runner
+    if args.only_failed:
+        run_over["only_failed"] = True
     cfg = _load(args, input=args.input, output=args.output)
     if run_over:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
@@ -74,8 +76,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     cfg = jobs.load_checked(args.config, args.overrides, input=args.input, output=args.output)
     job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=args.overrides, force=args.force,
-                         runner=args.runner, env_names=args.env, upload_code=args.code == "upload",
-                         job_id=args.job_id)
+                         only_failed=args.only_failed, runner=args.runner, env_names=args.env,
+                         upload_code=args.code == "upload", job_id=args.job_id)
     if not args.wait:
         print(job_id)
         return 0
@@ -140,6 +142,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
+    p.add_argument("--only-failed", action="store_true",
+                   help="redo only the videos that ended with an error in an earlier run into this output")
     _config_args(p)
 
 
@@ -176,7 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="status: print JSON (with the run's metrics)")
     p.add_argument("--timeout", type=float, metavar="S", help="stop: wait at most S seconds (default 60)")
     p.set_defaults(fn=cmd_jobs)
-
 
     p = sub.add_parser("config", help="print the resolved config (or the defaults, with comments)")
     p.add_argument("--defaults", action="store_true", help="every key with its default and description")

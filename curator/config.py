@@ -175,6 +175,12 @@ class RunConfig(_Model):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for an embedded Ray; default: all.")
     listing_part_size: int = Field(2000, ge=1, description="Input URIs per listing part (the unit Ray reads).")
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
+    only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
+    item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")
+    task_retries: int = Field(3, ge=0, description="Ray: retries of a task whose worker died (crash, kill, hang).")
+    max_failed_blocks: int = Field(
+        -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
+                        "their videos are recorded as 'lost').")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")

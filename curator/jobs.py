@@ -66,7 +66,7 @@ def client(address: str | None) -> Any:
 
 # ------------------------------------------------------------------------- submit
 def entrypoint(config_file: str | None, overrides: list[str], input_uri: str | None, output_uri: str | None,
-               force: bool = False, runner: str | None = None) -> str:
+               force: bool = False, runner: str | None = None, only_failed: bool = False) -> str:
     """The job's command: `python -m curator run` with the same options, on the cluster."""
     argv = ["python", "-m", "curator", "run", "--address", "auto"]
     if input_uri:
@@ -81,6 +81,8 @@ def entrypoint(config_file: str | None, overrides: list[str], input_uri: str | N
         argv += ["--runner", runner]
     if force:
         argv.append("--force")
+    if only_failed:
+        argv.append("--only-failed")
     return shlex.join(argv)
 
 
@@ -116,7 +118,8 @@ def runtime_env(env: dict[str, str], working_dir: str | None, upload_code: bool)
 
 
 def submit(address: str | None, cfg: PipelineConfig, *, config_file: str | None, overrides: list[str],
-           force: bool = False, runner: str | None = None, env_names: list[str] | None = None,
+           force: bool = False, only_failed: bool = False, runner: str | None = None,
+           env_names: list[str] | None = None,
            upload_code: bool = True, job_id: str | None = None, out: TextIO = sys.stdout) -> str:
     """Submit a run of `cfg` (already resolved and validated); return the job id."""
     from curator import storage
@@ -133,7 +136,8 @@ def submit(address: str | None, cfg: PipelineConfig, *, config_file: str | None,
     try:
         if config_file and tmp:
             shutil.copyfile(config_file, os.path.join(tmp, JOB_CONFIG))
-        ep = entrypoint(JOB_CONFIG if config_file else None, overrides, cfg.input, cfg.output, force, runner)
+        ep = entrypoint(JOB_CONFIG if config_file else None, overrides, cfg.input, cfg.output, force, runner,
+                        only_failed)
         metadata = {META_TOOL: "run", META_INPUT: cfg.input, META_OUTPUT: cfg.output,
                     META_STORAGE: cfg.storage.model_dump_json()}
         job = jc.submit_job(entrypoint=ep, submission_id=job_id, metadata=metadata,

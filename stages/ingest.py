@@ -11,7 +11,7 @@ import pyarrow as pa
 from curator import storage
 from curator.config import IngestConfig
 from curator.media.probe import Limits, ProbeError, probe
-from curator.manifest import part_uri
+from curator.manifest import part_uri, read_table
 from curator.records import ERROR, REJECTED, SKIPPED, Reason, Row, stop
 from curator.stage import Stage
 
@@ -24,7 +24,9 @@ class IngestStage(Stage):
     def process_row(self, row: Row) -> Row:
         cfg = self.config
         uri = row["source_uri"]
-        if self.ctx.config.run.resume and storage.exists(part_uri(self.ctx.output_uri, row["video_id"])):
+        run = self.ctx.config.run
+        part = part_uri(self.ctx.output_uri, row["video_id"])
+        if run.resume and storage.exists(part) and not (run.only_failed and failed_before(part)):
             row["status"] = SKIPPED
             row["stage"] = self.name
             row["reason"] = "done_before"
@@ -65,3 +67,8 @@ class IngestStage(Stage):
         row.pop("video_bytes", None)
         return stop(row, self.name, reason, detail, status=REJECTED)
 
+
+
+def failed_before(part: str) -> bool:
+    """Did the finished video (its manifest part) end with an error anywhere?"""
+    return ERROR in read_table(part, columns=["status"]).column("status").to_pylist()

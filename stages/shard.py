@@ -27,8 +27,9 @@ from typing import Any, Iterable, Iterator
 from curator import storage
 from curator.config import ShardConfig
 
-#: manifest columns that never go into a sample's json (bytes, per-run timings, video-only)
-JSON_EXCLUDE = {"timings", "finished_at", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+#: manifest columns that never go into a sample's json: bytes, per-run timings, video-only
+#: columns, and the staging location (so shards do not depend on where the run wrote)
+JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
 
 
 def _ratio(text: str) -> float:

@@ -17,12 +17,14 @@ import logging
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from curator import storage
 from curator.config import Resources, RunConfig
+from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
@@ -31,9 +33,6 @@ from curator.storage.config import StorageConfig
 from curator.tracking import StageTracker, where
 
 log = logging.getLogger(__name__)
-
-RETRIES = 3
-
 
 def _project_root() -> str:
     import curator
@@ -92,7 +91,8 @@ def ray_remote_args(res: Resources) -> dict[str, Any]:
 # ------------------------------------------------------------------ stage adapters
 def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
     t0 = time.perf_counter()
-    out = stage.process(batch.to_pylist())
+    with _watchdog(stage, batch.num_rows):
+        out = stage.process(batch.to_pylist())
     busy = time.perf_counter() - t0
     if tracker is not None:
         try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
@@ -138,6 +138,12 @@ def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Sch
     return _run_and_report(stage, batch, schema, tracker)
 
 
+def _watchdog(stage: Stage, rows: int) -> Watchdog:
+    """Hard limit for a batch: twice the cooperative per-item limits, plus a minute."""
+    limit = stage.ctx.config.run.item_timeout_s
+    return Watchdog(2 * limit * max(1, rows) + 60, f"stage {stage.name} on a batch of {rows}")
+
+
 def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
     # a worker process: the run's storage settings (endpoints) are not there unless passed
     storage.configure(storage_cfg)
@@ -165,6 +171,9 @@ class RayRunner:
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = sys.stderr.isatty()
         dctx.execution_options.preserve_order = False
+        # a block that still fails after its retries is dropped, not fatal: the driver
+        # records its videos as lost (and a rerun retries them)
+        dctx.max_errored_blocks = self.cfg.max_failed_blocks
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
@@ -186,21 +195,28 @@ class RayRunner:
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.
         ds = ds.repartition(target_num_rows_per_block=res.batch_size)
-        if stage.stateful:
-            return ds.map_batches(
-                StageActor,
-                fn_constructor_kwargs=stage_args,
-                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max(res.min_actors, res.max_actors)),
-                **kwargs,
-            )
-        return ds.map_batches(stage_task, fn_kwargs=stage_args, **kwargs)
+        retries = self.cfg.task_retries
+        with warnings.catch_warnings():
+            # Ray 2.60 marks retry arguments as deprecated but offers no named replacement
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if stage.stateful:
+                # bounded retries: Ray Data's default (-1) would retry a poisoned item forever
+                return ds.map_batches(
+                    StageActor,
+                    fn_constructor_kwargs=stage_args,
+                    compute=ray.data.ActorPoolStrategy(min_size=res.min_actors,
+                                                       max_size=max(res.min_actors, res.max_actors)),
+                    max_restarts=-1, max_task_retries=retries,
+                    **kwargs,
+                )
+            return ds.map_batches(stage_task, fn_kwargs=stage_args, max_retries=retries, **kwargs)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
         """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
         import ray
 
         init_ray(self.cfg)
-        remote = ray.remote(num_cpus=0.5, max_retries=RETRIES)(_call)
+        remote = ray.remote(num_cpus=0.5, max_retries=self.cfg.task_retries)(_call)
         pending: list[Any] = []
         for item in items:
             pending.append(remote.remote(fn, item))

@@ -32,12 +32,12 @@ def test_submit_takes_every_option_of_run():
 
 def test_entrypoint_is_curator_run_with_the_same_options():
     ep = jobs.entrypoint("curator-job.yaml", ["stages.split.method=fixed", "stages.transcode.resources.custom={nvenc: 1}"],
-                         "s3://raw/in dir/", "s3://out/run1", force=True, runner="ray")
+                         "s3://raw/in dir/", "s3://out/run1", force=True, runner="ray", only_failed=True)
     argv = shlex.split(ep)
     assert argv[:6] == ["python", "-m", "curator", "run", "--address", "auto"]
     args = build_parser().parse_args(argv[3:])
-    assert (args.input, args.output, args.config, args.force, args.runner) == (
-        "s3://raw/in dir/", "s3://out/run1", "curator-job.yaml", True, "ray")
+    assert (args.input, args.output, args.config, args.force, args.runner, args.only_failed) == (
+        "s3://raw/in dir/", "s3://out/run1", "curator-job.yaml", True, "ray", True)
     assert args.overrides == ["stages.split.method=fixed", "stages.transcode.resources.custom={nvenc: 1}"]
 
 

@@ -19,6 +19,7 @@ from curator.pipeline import build
 from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
 from curator.synth import make_audio_only, make_shots_video
+from stages.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ def test_shards_open_with_webdataset_and_match_manifest(run_local):
             seen[sample["__key__"]] = meta
             row = kept[sample["__key__"]]
             expected = {k: v for k, v in row.items()
-                        if v is not None and k not in ("timings", "finished_at", "spans", "num_clips", "split_method", "num_shots")}
+                        if v is not None and k not in JSON_EXCLUDE}
             assert meta == json.loads(json.dumps(expected, default=str))
             assert len(sample["mp4"]) == row["clip_bytes"]
     assert set(seen) == set(kept)
