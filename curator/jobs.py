@@ -119,8 +119,8 @@ def runtime_env(env: dict[str, str], working_dir: str | None, upload_code: bool)
 
 def submit(address: str | None, cfg: PipelineConfig, *, config_file: str | None, overrides: list[str],
            force: bool = False, only_failed: bool = False, runner: str | None = None,
-           env_names: list[str] | None = None,
-           upload_code: bool = True, job_id: str | None = None, out: TextIO = sys.stdout) -> str:
+           env_names: list[str] | None = None, upload_code: bool = True, job_id: str | None = None,
+           out: TextIO = sys.stdout) -> str:
     """Submit a run of `cfg` (already resolved and validated); return the job id."""
     from curator import storage
 
