@@ -172,6 +172,12 @@ def kept_clips(output_uri: str) -> Iterator[Row]:
                 yield row
 
 
+def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
+    """Extra members of a shard sample: the caption as `<clip_id>.txt` (webdataset's text key)."""
+    caption = row.get("caption")
+    return [(f"{row['clip_id']}.txt", caption.encode("utf-8"))] if caption else []
+
+
 def shard(output_uri: str, config: PipelineConfig,
           map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]],
           on_shard: Callable[[], None] | None = None) -> list[dict[str, Any]]:
@@ -182,7 +188,7 @@ def shard(output_uri: str, config: PipelineConfig,
 
     def write(spec: Any) -> dict[str, Any]:  # runs on a worker
         storage.configure(storage_cfg)
-        return shard_stage.write_shard(spec, output_uri)
+        return shard_stage.write_shard(spec, output_uri, extra_files=sample_text_files)
 
     specs = shard_stage.plan(kept_clips(output_uri), config.shard)
     results = []
