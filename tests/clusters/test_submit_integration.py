@@ -33,12 +33,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 #: a value that must never show in any output (passed by name with --env)
 SECRET = "curator-it-secret-7Qx2vB"
-#: small-machine settings: fixed-stride split (no model), and CPU shares that fit two
-#: 1-CPU nodes (transcode needs the worker's CPU and its one `nvenc`)
-TEST_SETS = ["stages.split.method=fixed", "stages.split.stride_s=2.5", "stages.ingest.resources.num_cpus=0.25",
+#: small-machine settings: only the stages this test is about, fixed-stride split (no
+#: model), and CPU shares that fit two 1-CPU nodes (transcode needs the worker's CPU and
+#: its one `nvenc`)
+TEST_SETS = ["stages.order=[]", "stages.split.method=fixed", "stages.split.stride_s=2.5",
+             "stages.ingest.resources.num_cpus=0.25",
              "stages.split.resources.num_cpus=0.25", "stages.transcode.resources.num_cpus=0.5",
              "stages.staging.resources.num_cpus=0.25", "run.progress_interval_s=1"]
 N_SMALL, N_MANY = 3, 10
+#: clips per video: small inputs are 5 s (2 clips); the stop test's are 20 s (8 clips), so
+#: that the job is still busy when `jobs stop` arrives
+SMALL_CLIPS, MANY_CLIPS = 2, 8
 
 
 # ------------------------------------------------------------------ the README
@@ -89,16 +94,14 @@ def inputs(s3, tmp_path_factory):
     from curator.synth import make_shots_video
 
     d = tmp_path_factory.mktemp("videos")
-    files = []
-    for i in range(3):
-        p = d / f"v{i}.mp4"
-        make_shots_video(str(p), [("testsrc", 50), ("mandelbrot", 50)], width=96, height=64, fps=20)
-        files.append(p)
+    small, long = d / "small.mp4", d / "long.mp4"
+    make_shots_video(str(small), [("testsrc", 50), ("mandelbrot", 50)], width=96, height=64, fps=20)
+    make_shots_video(str(long), [("testsrc", 200), ("mandelbrot", 200)], width=96, height=64, fps=20)
     client = s3.client()
     for i in range(N_SMALL):
-        client.upload_file(str(files[i]), "raw", f"videos/v{i}.mp4")
+        client.upload_file(str(small), "raw", f"videos/v{i}.mp4")
     for i in range(N_MANY):
-        client.upload_file(str(files[i % 3]), "raw", f"many/v{i:02d}.mp4")
+        client.upload_file(str(long), "raw", f"many/v{i:02d}.mp4")
     return {"small": "s3://raw/videos/", "many": "s3://raw/many/"}
 
 
@@ -173,15 +176,16 @@ def test_submit_runs_and_transcode_runs_only_where_nvenc_is(cluster, s3, inputs,
     # the shards, in the output bucket
     summary = json.loads(storage.read_bytes(f"{out}/summary.json"))
     assert summary["videos"] == N_SMALL and summary["videos_ok"] == N_SMALL
-    assert summary["clips"] == 2 * N_SMALL and summary["shard_samples"] == summary["clips_kept"] == 2 * N_SMALL
+    assert summary["clips"] == SMALL_CLIPS * N_SMALL
+    assert summary["shard_samples"] == summary["clips_kept"] == SMALL_CLIPS * N_SMALL
     tars = [o.uri for o in storage.list_objects(f"{out}/shards/") if o.uri.endswith(".tar")]
     assert tars
     names = []
     for uri in tars:
         with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri))) as tar:
             names += tar.getnames()
-    assert len([n for n in names if n.endswith(".mp4")]) == 2 * N_SMALL
-    assert len([n for n in names if n.endswith(".json")]) == 2 * N_SMALL
+    assert len([n for n in names if n.endswith(".mp4")]) == SMALL_CLIPS * N_SMALL
+    assert len([n for n in names if n.endswith(".json")]) == SMALL_CLIPS * N_SMALL
 
     # placement, from the job's metrics: transcode ran on the nvenc worker and nowhere else
     doc = json.loads(storage.read_bytes(f"{out}/{metrics.METRICS_NAME}"))
@@ -194,7 +198,7 @@ def test_submit_runs_and_transcode_runs_only_where_nvenc_is(cluster, s3, inputs,
     assert live["state"] == tracking.SUCCEEDED
     assert live["stages"]["transcode"]["nodes"] == doc["stages"]["transcode"]["nodes"]
     assert live["stages"]["ingest"]["rows_in"] == N_SMALL
-    assert live["stages"]["staging"]["rows_in"] == N_SMALL + 2 * N_SMALL
+    assert live["stages"]["staging"]["rows_in"] == N_SMALL + SMALL_CLIPS * N_SMALL
 
     # the jobs commands
     listed = run(command(5, cluster, s3), client_env)
@@ -243,7 +247,7 @@ def test_stop_ends_a_job_cleanly_and_a_rerun_resumes(cluster, s3, inputs, client
         rows = pq.read_table(io.BytesIO(storage.read_bytes(uri))).to_pylist()
         video = next(r for r in rows if r["kind"] == "video")
         clips = [r for r in rows if r["kind"] == "clip"]
-        assert len(clips) == video["num_clips"] == 2
+        assert len(clips) == video["num_clips"] == MANY_CLIPS
         for c in clips:
             assert storage.stat(c["clip_uri"]).size == c["clip_bytes"]
 
@@ -252,4 +256,4 @@ def test_stop_ends_a_job_cleanly_and_a_rerun_resumes(cluster, s3, inputs, client
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     summary = json.loads(storage.read_bytes(f"{out}/summary.json"))
     assert summary["videos"] == N_MANY and summary["videos_resumed"] == len(parts)
-    assert summary["shard_samples"] == 2 * N_MANY
+    assert summary["shard_samples"] == MANY_CLIPS * N_MANY
