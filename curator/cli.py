@@ -27,6 +27,21 @@ def _setup_logging(level: str) -> None:
                         format="[curator] %(levelname)s %(name)s: %(message)s")
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`curator jobs stop`, a pre-empted node) ends the run like Ctrl-C: finished
+    videos stay finished, progress.json says `stopped`, nothing half-written looks complete."""
+    import signal
+    import threading
+
+    from curator.driver import RunStopped
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunStopped(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 # --------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from curator import pipeline as pl
@@ -50,9 +65,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in reqs:
             print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
     runner = make_runner(cfg)
+    _stop_on_sigterm()
     summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from curator import jobs
+
+    cfg = jobs.load_checked(args.config, args.overrides, input=args.input, output=args.output)
+    job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=args.overrides, force=args.force,
+                         only_failed=args.only_failed, runner=args.runner, env_names=args.env,
+                         upload_code=args.code == "upload", job_id=args.job_id)
+    if not args.wait:
+        print(job_id)
+        return 0
+    final = jobs.wait(jobs.client(args.address), job_id, timeout_s=args.timeout)
+    print(f"[curator] job {job_id}: {final}")
+    return 0 if final == "SUCCEEDED" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from curator import jobs
+
+    jc = jobs.client(args.address)
+    if args.action == "list":
+        jobs.list_jobs(jc)
+        return 0
+    if not args.job_id:
+        print(f"curator: jobs {args.action} needs a JOB_ID (see `curator jobs list`)", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        if args.json:
+            import io
+
+            report = jobs.status(jc, args.job_id, out=io.StringIO())
+            print(jobs.to_json(report))
+        else:
+            jobs.status(jc, args.job_id)
+        return 0
+    if args.action == "logs":
+        jobs.logs(jc, args.job_id, follow=args.follow)
+        return 0
+    jobs.stop(jc, args.job_id, wait_s=args.timeout or 60.0)  # JobError (exit 1) if it does not end in time
+    return 0
+
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -218,20 +276,50 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ parser
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="curate videos: input URI -> clips, manifest and shards at output URI")
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """The options of a run: `curator run` and `curator submit` take the same ones."""
     p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
     p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
-    p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
     p.add_argument("--only-failed", action="store_true",
                    help="redo only the videos that ended with an error in an earlier run into this output")
     _config_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="curate videos: input URI -> clips, manifest and shards at output URI")
+    p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
+    _run_args(p)
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("submit", help="submit a run to a Ray cluster as a job (Ray Jobs API)",
+                       description="Runs `python -m curator run --address auto` with the same options on the "
+                                   "cluster. Per-stage progress: `curator jobs status JOB_ID`.")
+    p.add_argument("--address", help="the cluster's Ray dashboard, e.g. http://HEAD:8265 "
+                                     "(default: env RAY_API_SERVER_ADDRESS or RAY_ADDRESS)")
+    _run_args(p)
+    p.add_argument("--wait", action="store_true", help="stream the job's logs until it ends; exit 0 only on success")
+    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up waiting after S seconds")
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="pass this environment variable (by name; its value is read here, never printed), "
+                        "e.g. --env AWS_ACCESS_KEY_ID (repeatable)")
+    p.add_argument("--code", choices=["upload", "installed"], default="upload",
+                   help="upload this curator as py_modules (default), or use the one installed in the cluster image")
+    p.add_argument("--job-id", help="submission id (default: chosen by Ray)")
+    p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
+    p.add_argument("action", choices=["list", "status", "logs", "stop"])
+    p.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    p.add_argument("--address", help="the cluster's Ray dashboard, e.g. http://HEAD:8265")
+    p.add_argument("--follow", "-f", action="store_true", help="logs: keep streaming until the job ends")
+    p.add_argument("--json", action="store_true", help="status: print JSON (with the run's metrics)")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop: wait at most S seconds (default 60)")
+    p.set_defaults(fn=cmd_jobs)
 
     p = sub.add_parser("config", help="print the resolved config (or the defaults, with comments)")
     p.add_argument("--defaults", action="store_true", help="every key with its default and description")
@@ -300,17 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from curator.driver import RunStopped
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
+    except RunStopped as exc:
+        print(f"curator: stopped ({exc}); finished videos are kept, rerun to resume", file=sys.stderr)
+        return 143
     except ConfigError as exc:
         print(f"curator: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from curator.jobs import JobError
         from curator.pipeline import PipelineError
         from curator.storage import StorageError
 
-        if isinstance(exc, (PipelineError, StorageError)):
+        if isinstance(exc, (PipelineError, StorageError, JobError)):
             print(f"curator: {exc}", file=sys.stderr)
             return 1
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curator.storage.config import StorageConfig
 
@@ -88,6 +88,10 @@ class SplitConfig(StageConfig):
         return v
 
 
+#: the custom Ray resource that cluster configs advertise on NVENC-capable GPU nodes
+NVENC_RESOURCE = "nvenc"
+
+
 class TranscodeConfig(StageConfig):
     encoder: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="'gpu' = PyNvVideoCodec NVDEC + NVENC; 'cpu' = libx264; 'auto' = GPU when usable."
@@ -97,6 +101,26 @@ class TranscodeConfig(StageConfig):
     gpu_bitrate_mbps: float = Field(10.0, gt=0, description="NVENC target bitrate.")
     max_short_side: int | None = Field(None, ge=16, description="Downscale clips whose short side is larger.")
     resources: Resources = _res(num_cpus=1.0, batch_size=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_wants_nvenc(cls, data: Any) -> Any:
+        """encoder=gpu places transcoding where NVENC exists: unless set explicitly, the
+        stage asks for the custom Ray resource `nvenc` (1) and one GPU. Cluster configs
+        advertise `nvenc` only on NVENC-capable GPU nodes (L4, L40S, A10G; not H100/A100)."""
+        if not isinstance(data, dict) or data.get("encoder") != "gpu":
+            return data
+        given = data.get("resources")
+        if isinstance(given, Resources):  # an instance (assignment): keep what was set on it
+            res = given.model_dump(exclude_unset=True)
+        else:
+            res = dict(given) if isinstance(given, dict) else {"num_cpus": 1.0, "batch_size": 1}
+        if "custom" in res and not isinstance(res["custom"], dict):
+            return data  # let field validation report it
+        res["custom"] = {NVENC_RESOURCE: 1.0, **(res.get("custom") or {})}
+        res.setdefault("num_gpus", 1.0)
+        # on assignment pydantic keeps the other fields as returned: hand back an instance
+        return {**data, "resources": Resources(**res) if isinstance(given, Resources) else res}
 
 
 class StagingConfig(_Model):

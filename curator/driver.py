@@ -10,6 +10,7 @@ everything around that is the same for both and lives here:
          its rows are written as one manifest part (the completion marker)
       -> account for videos no worker returned (crashed / killed / timed out)
       -> consolidate manifest.parquet -> shard -> metrics.json, summary.json
+    throughout: progress.json (state, per-stage progress and nodes; curator.tracking)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from curator.pipeline import Pipeline, PipelineError
 from curator.listing import InputNotFound, Listing, clear_work, list_inputs, write_listing
 from curator.progress import NullProgress, Progress
 from curator.records import OK, SKIPPED, Reason, Row, stop
+from curator.tracking import FAILED, STOPPED, SUCCEEDED, StatusWriter, add_placement
 
 log = logging.getLogger("curator")
 
@@ -260,6 +262,12 @@ def account_for_lost(pipeline: Pipeline, listing: Listing, collector: Collector)
     return lost
 
 
+class RunStopped(BaseException):
+    """Raised in the driver when it is asked to stop (SIGTERM, e.g. from `curator jobs stop`).
+    A BaseException, like KeyboardInterrupt, so that no stage's per-row `except Exception`
+    mistakes it for a failure of the row and carries on."""
+
+
 def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: Progress | None = None) -> Summary:
     """Run a built pipeline with a runner; the same code path for local and Ray."""
     ctx = pipeline.ctx
@@ -278,25 +286,40 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
         raise PipelineError(str(exc)) from None
     progress.start(listing.count)
     collector = Collector(pipeline, progress)
-    for rows in runner.stream(pipeline, listing):
-        collector.add(rows)
-    collector.finish()
-    lost = account_for_lost(pipeline, listing, collector)
-    clear_work(ctx.output_uri)
-    progress.set_phase("consolidating manifest")
-    manifest.consolidate(ctx.output_uri, pipeline.schema)
-    progress.set_phase("dedup and index")
-    post_curation(ctx.output_uri, ctx.config, runner)
-    results: list[dict[str, Any]] = []
-    if ctx.config.run.shard:
-        progress.set_phase("sharding")
-        results = shard(ctx.output_uri, ctx.config, runner.map, on_shard=progress.shard_done)
-    progress.close()
-    wall = time.monotonic() - t0
-    summary = summarize(ctx.output_uri, wall, collector.counts["videos_resumed"], results)
-    summary.videos_lost = lost
-    metrics.write(ctx.output_uri, metrics.compute(ctx.output_uri, [s.name for s in pipeline.specs], wall,
-                                                   {"summary": asdict(summary)}))
-    storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
-                        json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
+
+    def counts() -> dict[str, int]:  # read from the status thread: fixed keys, no iteration
+        return {"total": listing.count,
+                **{k: collector.counts.get(k, 0) for k in ("videos", "clips", "clips_kept", "videos_resumed")}}
+
+    status = StatusWriter(ctx.output_uri, ctx.run_id, counts, getattr(runner, "progress", dict),
+                          [s.name for s in pipeline.specs], every_s=ctx.config.run.progress_interval_s).start()
+    try:
+        for rows in runner.stream(pipeline, listing):
+            collector.add(rows)
+        collector.finish()
+        lost = account_for_lost(pipeline, listing, collector)
+        clear_work(ctx.output_uri)
+        progress.set_phase("consolidating manifest")
+        manifest.consolidate(ctx.output_uri, pipeline.schema)
+        progress.set_phase("dedup and index")
+        post_curation(ctx.output_uri, ctx.config, runner)
+        results: list[dict[str, Any]] = []
+        if ctx.config.run.shard:
+            progress.set_phase("sharding")
+            results = shard(ctx.output_uri, ctx.config, runner.map, on_shard=progress.shard_done)
+        progress.close()
+        wall = time.monotonic() - t0
+        summary = summarize(ctx.output_uri, wall, collector.counts["videos_resumed"], results)
+        summary.videos_lost = lost
+        doc = metrics.compute(ctx.output_uri, [s.name for s in pipeline.specs], wall, {"summary": asdict(summary)})
+        metrics.write(ctx.output_uri, add_placement(doc, status.snapshot()))
+        storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
+                            json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
+        status.finish(SUCCEEDED)
+    except (KeyboardInterrupt, RunStopped, SystemExit) as exc:  # Ctrl-C, SIGTERM (ours or Ray's handler)
+        status.finish(STOPPED, error=f"stopped: {type(exc).__name__} {exc}".strip())
+        raise
+    except BaseException as exc:
+        status.finish(FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
     return summary

@@ -29,6 +29,11 @@ class TranscodeStage(Stage):
     config: TranscodeConfig
 
     def requirements(self) -> list[Requirement]:
+        run = self.ctx.config.run
+        if run.runner == "ray" and run.address:
+            # Joining a cluster: the driver (often a CPU head node) is not where this stage
+            # runs; its resources (`nvenc`, GPUs) place it, and setup() checks the device there.
+            return []
         if self.config.encoder == "gpu":
             why = nvcodec.unavailable_reason()
             if why:
@@ -38,7 +43,10 @@ class TranscodeStage(Stage):
         return []
 
     def setup(self) -> None:
-        self.use_gpu = self.config.encoder != "cpu" and nvcodec.unavailable_reason() is None
+        why = nvcodec.unavailable_reason() if self.config.encoder != "cpu" else "encoder=cpu"
+        if self.config.encoder == "gpu" and why:
+            raise RuntimeError(f"stages.transcode.encoder=gpu but this worker cannot use NVENC: {why}")
+        self.use_gpu = why is None
         if self.config.encoder == "auto":
             log.info("transcode: %s", "GPU (PyNvVideoCodec)" if self.use_gpu else "CPU (libx264)")
 

@@ -6,6 +6,7 @@ runners give the same rows for the same input.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 from curator import storage
@@ -13,11 +14,13 @@ from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
 from curator.stage import Stage
+from curator.tracking import StageTracker, where
 
 
 class LocalRunner:
     def __init__(self) -> None:
         self._stages: list[Stage] | None = None
+        self._tracker = StageTracker()
 
     def stages(self, pipeline: Pipeline) -> list[Stage]:
         if self._stages is None:
@@ -26,6 +29,7 @@ class LocalRunner:
 
     def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         stages = self.stages(pipeline)
+        node = where()
         flow = pipeline.flow_schema
         manifest_names = set(pipeline.schema.names)
         inputs: Iterable[Row] = listing.rows()
@@ -40,13 +44,21 @@ class LocalRunner:
                 size = stage.resources.batch_size
                 out: list[Row] = []
                 for i in range(0, len(rows), size):
-                    out.extend(stage.process(rows[i:i + size]))
+                    batch = rows[i:i + size]
+                    t0 = time.perf_counter()
+                    produced = stage.process(batch)
+                    self._tracker.record(stage.name, node, len(batch), len(produced), time.perf_counter() - t0)
+                    out.extend(produced)
                 rows = to_table(out, flow).to_pylist()
             yield [{k: v for k, v in r.items() if k in manifest_names} for r in rows]
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         for item in items:
             yield fn(item)
+
+    def progress(self) -> dict[str, Any]:
+        """Per-stage batches, rows and seconds, all on this process's node (curator.tracking)."""
+        return self._tracker.snapshot()
 
     def close(self) -> None:
         self._stages = None

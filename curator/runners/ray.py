@@ -4,8 +4,11 @@
 
 Model-loading stages (``Stage.stateful``) run as autoscaling actor pools
 (``ActorPoolStrategy(min_size, max_size)``); the others as tasks. Each stage's CPUs,
-GPUs, memory and custom resources come from its config. The transcode stage fans one
-video row out into its clip rows (``map_batches`` may return more rows than it got).
+GPUs, memory and custom resources come from its config (:func:`ray_remote_args`), so a
+stage that asks for ``custom: {nvenc: 1}`` runs only on nodes that advertise ``nvenc``.
+The transcode stage fans one video row out into its clip rows (``map_batches`` may
+return more rows than it got). Every stage call reports its batch, rows and node to a
+small tracker actor (:mod:`curator.tracking`), which the driver snapshots.
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from curator import storage
-from curator.config import RunConfig
+from curator.config import Resources, RunConfig
 from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
+from curator.storage.config import StorageConfig
+from curator.tracking import StageTracker, where
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +52,90 @@ def init_ray(cfg: RunConfig) -> None:
     root = _project_root()
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # ray.init replaces the SIGTERM handler with a plain exit; keep the caller's (the CLI's
+    # turns SIGTERM into a clean stop: progress.json says `stopped`, exit status 143)
+    previous = _sigterm_handler()
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
     else:
         ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+    if callable(previous):
+        import signal
+
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_handler() -> Any:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def ray_remote_args(res: Resources) -> dict[str, Any]:
+    """A stage's resources as Ray scheduling arguments (CPUs, GPUs, memory, custom)."""
+    args: dict[str, Any] = {"num_cpus": res.num_cpus}
+    if res.num_gpus:
+        args["num_gpus"] = res.num_gpus
+    if res.memory_gb:
+        args["memory"] = int(res.memory_gb * 1024**3)
+    custom = {k: v for k, v in res.custom.items() if v}
+    if custom:
+        args["resources"] = custom
+    return args
 
 
 # ------------------------------------------------------------------ stage adapters
+def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
+    t0 = time.perf_counter()
+    with _watchdog(stage, batch.num_rows):
+        out = stage.process(batch.to_pylist())
+    busy = time.perf_counter() - t0
+    if tracker is not None:
+        try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
+            import ray
+
+            ray.get(tracker.record.remote(stage.name, _node(), batch.num_rows, len(out), busy), timeout=30)
+        except Exception as exc:
+            log.warning("stage %s: could not report progress: %s", stage.name, exc)
+    return to_table(out, schema)
+
+
+_NODE: dict[str, Any] = {}
+
+
+def _node() -> dict[str, Any]:
+    if not _NODE:
+        _NODE.update(where())
+    return _NODE
+
+
 class StageActor:
     """A stage inside a Ray actor: built and set up once, then called per batch."""
 
-    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema):
+    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None):
         self.stage: Stage = spec.build(ctx)
         self.stage.ensure_setup()
         self.schema = schema
+        self.tracker = tracker
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        with _watchdog(self.stage, batch.num_rows):
-            return to_table(self.stage.process(batch.to_pylist()), self.schema)
+        return _run_and_report(self.stage, batch, self.schema, self.tracker)
 
 
 _TASK_STAGES: dict[str, Stage] = {}
 
 
-def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> pa.Table:
+def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None) -> pa.Table:
     """A stage as a Ray task; the stage object is cached per worker process."""
     key = f"{ctx.run_id}:{spec.name}"
     stage = _TASK_STAGES.get(key)
     if stage is None:
         stage = _TASK_STAGES[key] = spec.build(ctx)
-    with _watchdog(stage, batch.num_rows):
-        return to_table(stage.process(batch.to_pylist()), schema)
+    return _run_and_report(stage, batch, schema, tracker)
 
 
 def _watchdog(stage: Stage, rows: int) -> Watchdog:
@@ -86,8 +144,9 @@ def _watchdog(stage: Stage, rows: int) -> Watchdog:
     return Watchdog(2 * limit * max(1, rows) + 60, f"stage {stage.name} on a batch of {rows}")
 
 
-def read_listing_part(item: dict[str, Any], storage_cfg: Any = None) -> list[Row]:
-    storage.configure(storage_cfg)  # a worker: the parts may live in a bucket (endpoints, credentials)
+def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
+    # a worker process: the run's storage settings (endpoints) are not there unless passed
+    storage.configure(storage_cfg)
     return read_part(item["uri"])
 
 
@@ -119,6 +178,8 @@ class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self._actor_cpu_scale = 1.0
+        self._tracker: Any = None  # the tracker actor of the current stream
+        self._node_info: dict[str, dict[str, Any]] = {}
 
     def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         import ray
@@ -129,6 +190,8 @@ class RayRunner:
         parts = listing.parts
         if not parts:
             return
+        # zero CPUs: it must fit on any node, even one whose CPUs the stages hold
+        self._tracker = ray.remote(num_cpus=0, max_restarts=0)(StageTracker).remote()
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = sys.stderr.isatty()
         dctx.execution_options.preserve_order = False
@@ -151,15 +214,10 @@ class RayRunner:
 
         stage = spec.build(ctx)
         res = stage.resources
-        cpus = res.num_cpus * (self._actor_cpu_scale if stage.stateful else 1.0)
-        kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow",
-                                      num_cpus=cpus, zero_copy_batch=True)
-        if res.num_gpus:
-            kwargs["num_gpus"] = res.num_gpus
-        if res.memory_gb:
-            kwargs["memory"] = int(res.memory_gb * 1024**3)
-        if res.custom:
-            kwargs["resources"] = dict(res.custom)
+        kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow", zero_copy_batch=True,
+                                      **ray_remote_args(res))
+        kwargs["num_cpus"] = res.num_cpus * (self._actor_cpu_scale if stage.stateful else 1.0)
+        stage_args = {"spec": spec, "ctx": ctx, "schema": schema, "tracker": self._tracker}
         # Streaming re-blocking: each task / actor call gets blocks of `batch_size` rows,
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.
@@ -172,14 +230,13 @@ class RayRunner:
                 # bounded retries: Ray Data's default (-1) would retry a poisoned item forever
                 return ds.map_batches(
                     StageActor,
-                    fn_constructor_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
+                    fn_constructor_kwargs=stage_args,
                     compute=ray.data.ActorPoolStrategy(min_size=res.min_actors,
                                                        max_size=max(res.min_actors, res.max_actors)),
                     max_restarts=-1, max_task_retries=retries,
                     **kwargs,
                 )
-            return ds.map_batches(stage_task, fn_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
-                                  max_retries=retries, **kwargs)
+            return ds.map_batches(stage_task, fn_kwargs=stage_args, max_retries=retries, **kwargs)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
         """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
@@ -194,6 +251,24 @@ class RayRunner:
                 yield ray.get(pending.pop(0))
         while pending:
             yield ray.get(pending.pop(0))
+
+    def progress(self) -> dict[str, Any]:
+        """Per-stage batches, rows, seconds and the nodes they ran on, with each node's
+        advertised resources (see curator.tracking); empty before the stream starts."""
+        if self._tracker is None:
+            return {"stages": {}, "nodes": {}}
+        import ray
+
+        snap = ray.get(self._tracker.snapshot.remote(), timeout=60)
+        missing = set(snap["nodes"]) - set(self._node_info)
+        if missing:
+            for n in ray.nodes():
+                if n.get("NodeID") in missing:
+                    self._node_info[n["NodeID"]] = {"resources": dict(n.get("Resources") or {}),
+                                                    "labels": dict(n.get("Labels") or {})}
+        for node_id, info in snap["nodes"].items():
+            info.update(self._node_info.get(node_id, {}))
+        return snap
 
     def close(self) -> None:
         pass
