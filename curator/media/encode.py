@@ -51,13 +51,15 @@ def output_size(width: int, height: int, max_short_side: int | None) -> tuple[in
 class X264Writer:
     """One clip being written: libx264 into an mp4 (faststart) in a temp file."""
 
-    def __init__(self, width: int, height: int, rate: Fraction, crf: int, preset: str):
+    def __init__(self, width: int, height: int, rate: Fraction, crf: int, preset: str, threads: int = 0,
+                 x264_params: str | None = None):
         fd, self.path = tempfile.mkstemp(prefix="curator-clip-", suffix=".mp4")
         os.close(fd)
         self.container = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
-        self.stream = self.container.add_stream("libx264", rate=rate, options={
-            "crf": str(crf), "preset": preset, "threads": "auto",
-        })
+        options = {"crf": str(crf), "preset": preset, "threads": str(threads) if threads else "auto"}
+        if x264_params:
+            options["x264-params"] = x264_params
+        self.stream = self.container.add_stream("libx264", rate=rate, options=options)
         self.stream.width = width
         self.stream.height = height
         self.stream.pix_fmt = "yuv420p"
