@@ -80,22 +80,37 @@ def open_index(source: str, split: str = "pretrain", profile: str | None = None)
 
 # ------------------------------------------------------------------------------ decoding
 def decode_video(data: bytes, mode: Decode = "uint8") -> torch.Tensor:
-    """mp4 bytes -> [T, C, H, W]: uint8 RGB, or float32 in [-1, 1] ("float")."""
+    """mp4 bytes -> [T, C, H, W]: uint8 RGB, or float32 in [-1, 1] ("float").
+
+    Each frame is transposed into a preallocated [T, C, H, W] array as it decodes (a small
+    copy that stays in cache), so there is no [T, H, W, C] stack to transpose afterwards."""
     import av
 
     container = av.open(io.BytesIO(data))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        out: np.ndarray | None = None
+        extra: list[np.ndarray] = []
+        t = 0
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24").transpose(2, 0, 1)
+            if out is None:
+                out = np.empty((max(1, stream.frames), 3, frame.height, frame.width), np.uint8)
+            if t < len(out):
+                out[t] = rgb
+            else:  # more frames than the header said
+                extra.append(np.ascontiguousarray(rgb))
+            t += 1
     finally:
         container.close()
-    if not frames:
+    if out is None:
         raise ValueError("no frame decoded")
-    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    out = np.concatenate([out, np.stack(extra)]) if extra else out[:t]
+    video = torch.from_numpy(out)
     if mode == "float":
-        return video.to(dtype=torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
-    return video.contiguous()
+        return video.to(torch.float32).div_(127.5).sub_(1.0)
+    return video
 
 
 def _tar_members(buf: memoryview) -> Iterator[tuple[str, memoryview]]:
