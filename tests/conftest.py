@@ -60,3 +60,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+# Storage emulators (moto S3, gcp-storage-emulator, Azurite), started on first use.
+from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401

@@ -6,6 +6,8 @@
 
 Backends are chosen by scheme and built lazily from the active :class:`StorageConfig`
 (see :func:`configure`); cloud SDKs are imported only when their scheme is used.
+Cloud requests are retried with backoff (:mod:`curator.storage.retry`); transfers can
+overlap compute (:func:`prefetch`, :class:`BackgroundUploader`). See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from .base import (
 )
 from .base import local_copy as _local_copy
 from .config import StorageConfig
-from .uri import display, join, local_path, normalize, relative, split
+from .transfer import CACHE as _PREFETCHED
+from .transfer import BackgroundUploader, prefetch
+from .uri import display, join, local_path, relative, split
+from .uri import normalize as _normalize
 
 __all__ = [
     "AccessDenied", "BucketNotFound", "NotFound", "ObjectInfo", "StorageError", "Store",
     "TransientError", "StorageConfig", "configure", "store_for", "list_objects", "stat",
     "exists", "read_bytes", "read_range", "write_bytes", "open_write", "upload", "download",
     "delete", "local_copy", "join", "normalize", "relative", "split", "local_path", "display",
+    "prefetch", "BackgroundUploader", "current_config", "reset_stores",
 ]
 
 #: scheme -> "module:Class", imported on first use
@@ -61,6 +67,41 @@ def configure(config: StorageConfig | None) -> None:
 
 def current_config() -> StorageConfig:
     return _config
+
+
+def reset_stores() -> None:
+    """Drop the cached backends, so the next call builds them again (e.g. after the
+    credentials in the environment changed)."""
+    with _lock:
+        _stores.clear()
+
+
+def normalize(uri_or_path: str) -> str:
+    """A canonical URI (see :func:`curator.storage.uri.normalize`).
+
+    ``abfs[s]://container@ACCOUNT.dfs.core.windows.net/key`` becomes ``az://container/key``;
+    the account it names must be the configured one (a blob of another account would
+    otherwise be read from the configured account without a word)."""
+    s = str(uri_or_path)
+    if s[:7].lower().startswith(("abfs://", "abfss:/")):
+        _check_abfs_account(s)
+    return _normalize(s)
+
+
+def _check_abfs_account(uri: str) -> None:
+    rest = uri.split("://", 1)[1]
+    authority = rest.split("/", 1)[0]
+    if "@" not in authority:
+        return
+    named = authority.split("@", 1)[1].split(".", 1)[0]
+    configured = store_for("az://").account_name()  # type: ignore[attr-defined]
+    if configured is None:
+        raise StorageError(f"{display(uri)} names Azure account {named!r}, but no account is configured: "
+                           f"set storage.azure.account_url=https://{named}.blob.core.windows.net "
+                           f"or ${_config.azure.connection_string_env}")
+    if configured.lower() != named.lower():
+        raise StorageError(f"{display(uri)} names Azure account {named!r}, but storage.azure is configured "
+                           f"for account {configured!r}")
 
 
 def store_for(uri: str) -> Store:
@@ -108,6 +149,9 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     uri = normalize(uri)
+    data = _PREFETCHED.take(uri)
+    if data is not None:
+        return data
     return store_for(uri).read_bytes(uri)
 
 

@@ -12,9 +12,16 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from .config import StorageConfig
+
+MiB = 1024 * 1024
 
 
 class StorageError(Exception):
@@ -53,13 +60,30 @@ def _matches(key: str, suffixes: Sequence[str] | None) -> bool:
 
 
 class Store(ABC):
-    """One backend. Instances are cheap, thread-safe and picklable by reconstruction."""
+    """One backend. Instances are cheap to build (SDK clients are made on first use),
+    thread-safe, and rebuilt from the :class:`StorageConfig` in every process."""
 
     scheme: str = ""
     #: objects at least this large are written with the backend's multipart / resumable /
     #: block upload instead of one request.
-    multipart_threshold: int = 64 * 1024 * 1024
-    multipart_chunk: int = 16 * 1024 * 1024
+    multipart_threshold: int = 64 * MiB
+    multipart_chunk: int = 16 * MiB
+    #: listing, reads and writes go through requests (pages, parts) that `counters` counts
+    remote: bool = False
+
+    def __init__(self, config: "StorageConfig | None" = None):
+        from .config import StorageConfig
+
+        self.config = config or StorageConfig()
+        self.multipart_threshold = self.config.multipart_threshold_mb * MiB
+        self.multipart_chunk = self.config.multipart_chunk_mb * MiB
+        #: requests by kind ("list", "get", "put", "part", "commit", …), for tests and benchmarks
+        self.counters: Counter[str] = Counter()
+        self._counter_lock = threading.Lock()
+
+    def count(self, kind: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[kind] += n
 
     # -- listing -----------------------------------------------------------------------
     @abstractmethod

@@ -10,7 +10,7 @@ import tempfile
 from typing import BinaryIO, Iterator
 
 from .base import AccessDenied, NotFound, ObjectInfo, Store, StorageError
-from .uri import local_path, normalize
+from .uri import display, local_path, normalize
 
 
 def _path(uri: str) -> str:
@@ -21,11 +21,12 @@ def _path(uri: str) -> str:
 
 
 def _errors(uri: str, exc: OSError) -> StorageError:
+    where = display(uri)
     if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
-        return NotFound(f"no such object: {uri}")
+        return NotFound(f"no such object: {where}")
     if isinstance(exc, PermissionError):
-        return AccessDenied(f"access denied: {uri}")
-    return StorageError(f"{uri}: {exc.strerror or exc}")
+        return AccessDenied(f"access denied: cannot access {where}")
+    return StorageError(f"{where}: {exc.strerror or exc}")
 
 
 class LocalStore(Store):
@@ -33,9 +34,10 @@ class LocalStore(Store):
 
     def _iter_objects(self, prefix_uri: str, page_size: int) -> Iterator[ObjectInfo]:
         prefix = _path(prefix_uri)
-        # A prefix may be a directory or a partial file name, as in object stores.
-        if os.path.isdir(prefix):
-            root, name_prefix = prefix, ""
+        # As in object stores, a prefix is a key prefix: "dir/" lists inside dir, while
+        # "dir" (no slash) also matches "dir2/…" and "dir.mp4".
+        if prefix.endswith("/"):
+            root, name_prefix = prefix.rstrip("/") or "/", ""
         else:
             root, name_prefix = os.path.dirname(prefix), os.path.basename(prefix)
         if not os.path.isdir(root):
@@ -71,7 +73,7 @@ class LocalStore(Store):
         except OSError as exc:
             raise _errors(uri, exc) from None
         if not os.path.isfile(p):
-            raise NotFound(f"not an object (a directory?): {uri}")
+            raise NotFound(f"no such object: {display(uri)} (a folder)")
         return ObjectInfo(normalize(p), st.st_size, st.st_mtime)
 
     def read_range(self, uri: str, start: int, end: int | None) -> bytes:

@@ -22,8 +22,16 @@ def normalize(uri_or_path: str) -> str:
     (the account then comes from the Azure storage config).
     """
     s = str(uri_or_path)
+    # A trailing slash is kept: "dir/" lists inside dir, "dir" also matches "dir2/…" (as
+    # a key prefix does in an object store).
+    slash = s.endswith(("/", os.sep))
+
+    def _abs(p: str) -> str:
+        p = os.path.abspath(p)
+        return p + "/" if slash and p != "/" else p
+
     if "://" not in s:
-        return "file://" + quote(os.path.abspath(os.path.expanduser(s)))
+        return "file://" + quote(_abs(os.path.expanduser(s)))
     scheme, rest = s.split("://", 1)
     scheme = ALIASES.get(scheme.lower(), scheme.lower())
     if scheme == "az" and "@" in rest.split("/", 1)[0]:
@@ -31,7 +39,7 @@ def normalize(uri_or_path: str) -> str:
         tail = rest.split("/", 1)[1] if "/" in rest else ""
         rest = container + "/" + tail
     if scheme == "file":
-        return "file://" + quote(os.path.abspath(unquote(rest)))
+        return "file://" + quote(_abs(unquote(rest)))
     return f"{scheme}://{rest}"
 
 
