@@ -207,3 +207,37 @@ def test_tokenizer_shards_are_byte_identical_for_the_same_manifest(run, tmp_path
     # a rerun finds every shard complete and rewrites nothing
     again = shard(str(other), cfg, LocalRunner().map)
     assert all(r["skipped"] for r in again) and files(other) == b
+
+
+def test_the_s3_emulator_and_local_disk_give_identical_samples(run, moto_s3):
+    from curator import storage
+    from curator.testing.fixtures import bucket_name, storage_config
+
+    out, _ = run
+    cfg = storage_config(moto_s3)
+    storage.configure(cfg)
+    try:
+        bucket = bucket_name()
+        moto_s3.create_bucket(bucket)
+        root = f"s3://{bucket}/curated/run1"
+        for p in sorted((out / "shards").rglob("*")):
+            if p.is_file():  # through curator.storage, as a user would publish them
+                storage.write_bytes(f"{root}/shards/{p.relative_to(out / 'shards')}", p.read_bytes())
+        kw = dict(split="pretrain", profile="tokenizer", batch_size=2, shuffle_buffer=3, seed=9)
+
+        def samples(batches):
+            return {k: (b["video"][i], b["meta"][i], b["bucket"]) for b in batches for i, k in enumerate(b["key"])}
+
+        local = list(ShardDataset(str(out), **kw))
+        remote_ds = ShardDataset(root, storage_config=cfg, **kw)
+        assert remote_ds.index_uri == f"{root}/shards/pretrain/tokenizer/index.json"
+        remote = list(remote_ds)
+        assert [b["key"] for b in remote] == [b["key"] for b in local]  # same batches, same order
+        two_workers = list(Loader(ShardDataset(root, storage_config=cfg, **kw), num_workers=2))
+        a = samples(local)
+        for other in (samples(remote), samples(two_workers)):
+            assert other.keys() == a.keys()
+            for k, (video, meta, bucket) in other.items():
+                assert torch.equal(video, a[k][0]) and meta == a[k][1] and bucket == a[k][2]
+    finally:
+        storage.configure(None)
