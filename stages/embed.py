@@ -27,7 +27,7 @@ from curator.media.decode import sample_frames
 from curator.media.source import clip_source_of
 from curator.models import registry
 from curator.records import Row, stop
-from curator.stage import Requirement, Stage
+from curator.stage import Requirement, RunContext, Stage
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ class EmbedStage(Stage):
     stateful = True
     columns = [("embedding", pa.list_(pa.float16())), ("embedding_model", pa.string())]
     config: EmbedConfig
+
+    def __init__(self, config: EmbedConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        # The built-in embedding loads nothing: under Ray it runs as tasks rather than as an
+        # actor pool that would hold CPUs for the whole run.
+        self.stateful = config.model != "perceptual"  # type: ignore[misc]
 
     def requirements(self) -> list[Requirement]:
         if self.config.model == "perceptual":
