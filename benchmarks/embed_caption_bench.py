@@ -29,14 +29,13 @@ sys.path.insert(0, ROOT)
 from curator.config import PipelineConfig  # noqa: E402
 from curator.stage import RunContext  # noqa: E402
 from curator.testing import tiny_models  # noqa: E402
-from curator.testing.coded import coded_video  # noqa: E402
+from curator.testing.coded import clip_row, coded_video  # noqa: E402
 from curator.testing.openai_server import FakeOpenAIServer  # noqa: E402
 
 
 def clip_rows(n: int, frames: int = 100, size: tuple[int, int] = (320, 240)) -> list[dict]:
     base = coded_video(list(range(frames)), size[0], size[1])
-    return [{"kind": "clip", "video_id": "bench", "clip_id": f"bench-{i:05d}", "status": "ok",
-             "clip_frames": frames, "clip_width": size[0], "clip_height": size[1], "mp4": base} for i in range(n)]
+    return [clip_row(f"bench-{i:05d}", base, frames, size[0], size[1]) for i in range(n)]
 
 
 def stage_for(cls, over: list[str]):

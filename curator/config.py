@@ -221,6 +221,11 @@ class CaptionConfig(StageConfig):
         "keep", description="A clip whose caption failed after retries: 'keep' it (caption null, reason in "
                             "caption_error) or mark it status 'error' (reason caption_failed; not sharded).",
     )
+    text_encoder: str | None = Field(
+        None, description="Optional: 'hf:<org>/<name>' text encoder (e.g. a T5) in the model directory; captions "
+                          "are then also stored as caption_embedding (mean-pooled, unit norm, float16).",
+    )
+    text_encoder_max_tokens: int = Field(512, ge=8, description="Caption tokens the text encoder reads.")
     endpoint: CaptionEndpointConfig = Field(default_factory=CaptionEndpointConfig)
     vllm: CaptionVllmConfig = Field(default_factory=CaptionVllmConfig)
     resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=1, batch_size=8)

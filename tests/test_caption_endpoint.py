@@ -15,6 +15,7 @@ from curator.config import PipelineConfig
 from curator.media.decode import uniform_indices
 from curator.models.vlm import RateLimiter
 from curator.stage import RunContext
+from curator.testing import coded
 from curator.testing.coded import coded_video
 from curator.testing.openai_server import FakeOpenAIServer, parse_caption
 from stages.caption import CaptionStage
@@ -30,8 +31,7 @@ def clips() -> dict[int, bytes]:
 
 
 def clip_row(k: int, data: bytes) -> dict:
-    return {"kind": "clip", "video_id": "v", "clip_id": f"v-{k:05d}", "status": "ok", "clip_index": k,
-            "clip_frames": FRAMES[k], "clip_width": 128, "clip_height": 96, "mp4": data}
+    return coded.clip_row(f"v-{k:05d}", data, FRAMES[k], 128, 96, clip_index=k)
 
 
 def make_stage(url: str, **caption: object) -> CaptionStage:

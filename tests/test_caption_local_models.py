@@ -12,17 +12,15 @@ from curator.media.decode import uniform_indices
 from curator.models import registry, vlm
 from curator.stage import RunContext
 from curator.testing import tiny_models
-from curator.testing.coded import coded_video, read_code
+from curator.testing.coded import clip_row, coded_video, read_code
 from stages.caption import CaptionStage
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    d = str(tmp_path_factory.mktemp("models"))
-    tiny_models.build_vlm(d)
-    return d
+def model_dir(tiny_model_dir) -> str:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +29,7 @@ def rows_data() -> list[tuple[int, bytes]]:
 
 
 def rows(rows_data) -> list[dict]:
-    return [{"kind": "clip", "video_id": "v", "clip_id": f"v-{k:05d}", "status": "ok", "clip_frames": n,
-             "clip_width": 96, "clip_height": 64, "mp4": data} for k, (n, data) in enumerate(rows_data)]
+    return [clip_row(f"v-{k:05d}", data, n, 96, 64) for k, (n, data) in enumerate(rows_data)]
 
 
 def make_stage(model_dir: str, *over: str) -> CaptionStage:
@@ -57,7 +54,7 @@ def test_transformers_backend_captions_a_batch(model_dir, rows_data):
         assert r["caption_model"] == tiny_models.TINY_VLM_NAME
         words = r["caption"].split()
         assert 1 <= len(words) <= 6  # random weights, but greedy: real words from the vocabulary, max_tokens
-        assert set(words) <= set(tiny_models.WORDS) | {":", "user", "assistant"}
+        assert set(words) <= set(tiny_models.WORDS) | set("0123456789=,x:") | {"codes", "size", "n", "sha", "user", "assistant"}
     # greedy decoding is deterministic and batching does not change a clip's caption
     alone = make_stage(model_dir, "stages.caption.max_tokens=6", "stages.caption.batch_size=1",
                        "stages.caption.frame_size=[48,32]", "stages.caption.device=cpu")
@@ -131,3 +128,32 @@ def test_transformers_backend_on_gpu(model_dir, rows_data):
     stage = make_stage(model_dir, "stages.caption.max_tokens=4", "stages.caption.device=cuda")
     out = stage.process(rows(rows_data))
     assert all(isinstance(r["caption"], str) and r["caption_error"] is None for r in out)
+
+
+def test_caption_text_embeddings_from_a_t5_encoder(model_dir, rows_data):
+    from curator.testing.openai_server import FakeOpenAIServer
+
+    def behaviour(req):
+        return "500" if req.codes[0] // 256 == 1 else "ok"
+
+    with FakeOpenAIServer(behaviour) as server:
+        stage = make_stage(model_dir, "stages.caption.backend=endpoint", f"stages.caption.endpoint.url={server.url}",
+                           "stages.caption.endpoint.retries=0",
+                           f"stages.caption.text_encoder={tiny_models.TINY_TEXT_NAME}")
+        assert stage.requirements() == []
+        data = rows(rows_data)
+        out = stage.process(data + [dict(data[0], clip_id="v-00009")])  # clip 0 twice: same caption
+    import numpy as np
+
+    vecs = {r["clip_id"]: r.get("caption_embedding") for r in out}
+    assert vecs["v-00001"] is None and out[1]["caption_error"]  # no caption, no caption embedding
+    a, c, again = (np.asarray(vecs[k], np.float32) for k in ("v-00000", "v-00002", "v-00009"))
+    assert a.shape == (16,) and abs(np.linalg.norm(a) - 1) < 2e-3
+    assert np.array_equal(a, again) and not np.allclose(a, c)
+    assert out[0]["caption_embedding_model"] == tiny_models.TINY_TEXT_NAME
+
+
+def test_missing_text_encoder_is_named_at_startup(model_dir, tmp_path):
+    stage = make_stage(model_dir, "stages.caption.text_encoder=hf:google-t5/t5-base")
+    [req] = stage.requirements()
+    assert "curator models download hf:google-t5/t5-base" in req.describe()

@@ -26,10 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    d = str(tmp_path_factory.mktemp("models"))
-    tiny_models.build_open_clip(d)
-    return d
+def model_dir(tiny_model_dir) -> str:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,15 @@ from curator.media.decode import sample_frames
 from curator.models import clip
 from curator.stage import RunContext
 from curator.testing import tiny_models
-from curator.testing.coded import coded_video
+from curator.testing.coded import clip_row, coded_video
 from stages.embed import EmbedStage
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    d = str(tmp_path_factory.mktemp("models"))
-    tiny_models.build_open_clip(d)
-    return d
+def model_dir(tiny_model_dir) -> str:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +30,7 @@ def clips() -> list[bytes]:
 
 def rows_for(clips: list[bytes]) -> list[dict]:
     sizes = [(30, 128, 96), (45, 96, 128), (12, 64, 64)]
-    return [{"kind": "clip", "video_id": "v", "clip_id": f"v-{k:05d}", "status": "ok", "clip_frames": n,
-             "clip_width": w, "clip_height": h, "mp4": data} for k, (data, (n, w, h)) in enumerate(zip(clips, sizes))]
+    return [clip_row(f"v-{k:05d}", data, n, w, h) for k, (data, (n, w, h)) in enumerate(zip(clips, sizes))]
 
 
 def make_stage(model_dir: str, *over: str) -> EmbedStage:

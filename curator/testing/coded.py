@@ -59,3 +59,11 @@ def coded_video(codes: Sequence[int], width: int = 128, height: int = 96, fps: i
         for pkt in stream.encode():
             out.mux(pkt)
     return buf.getvalue()
+
+
+def clip_row(clip_id: str, data: bytes, frames: int, width: int, height: int, **extra: object) -> dict:
+    """A clip row as the transcode stage hands it on (encoded bytes in the transient `mp4`)."""
+    row = {"kind": "clip", "video_id": clip_id.rsplit("-", 1)[0], "clip_id": clip_id, "status": "ok",
+           "clip_frames": frames, "clip_width": width, "clip_height": height, "mp4": data}
+    row.update(extra)
+    return row

@@ -68,17 +68,11 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     """Save a tiny random-weight LLaVA (CLIP vision tower + Llama) with its processor,
     tokenizer and chat template, as transformers writes a hub model; returns its name."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+                              LlavaForConditionalGeneration, LlavaProcessor)
 
-    specials = ["<unk>", "<pad>", "<s>", "</s>", "<image>"]
-    vocab = {w: i for i, w in enumerate(specials + list(WORDS) + [":", "user", "assistant"])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>")
+    fast = _word_tokenizer(["<unk>", "<pad>", "<s>", "</s>", "<image>"], unk="<unk>", pad="<pad>", bos="<s>",
+                           eos="</s>")
     fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
     vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                               image_size=32, patch_size=16, projection_dim=16)
@@ -99,3 +93,37 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     model.save_pretrained(dest)
     processor.save_pretrained(dest)
     return name
+
+
+TINY_TEXT_NAME = "hf:curator-test/tiny-t5"
+
+
+def build_text_encoder(model_dir: str, name: str = TINY_TEXT_NAME, seed: int = 0) -> str:
+    """Save a tiny random-weight T5 (encoder-decoder checkpoint, as T5 ships) and its tokenizer."""
+    import torch
+    from transformers import T5Config, T5Model
+
+    fast = _word_tokenizer(["<pad>", "</s>", "<unk>"], pad="<pad>", eos="</s>", unk="<unk>")
+    cfg = T5Config(vocab_size=len(fast), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
+                   num_heads=2, pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
+                   decoder_start_token_id=fast.pad_token_id)
+    torch.manual_seed(seed)
+    dest = registry.model_path(name, model_dir)
+    os.makedirs(dest, exist_ok=True)
+    T5Model(cfg).eval().save_pretrained(dest)
+    fast.save_pretrained(dest)
+    return name
+
+
+def _word_tokenizer(specials: list[str], **roles: str) -> Any:
+    """A word-level fast tokenizer over WORDS plus the digits and punctuation the test server writes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    extra = list("0123456789=,x:") + ["codes", "size", "n", "sha", "user", "assistant"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + list(WORDS) + extra))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=roles["unk"]))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=roles.get("unk"), pad_token=roles.get("pad"),
+                                   bos_token=roles.get("bos"), eos_token=roles.get("eos"))
