@@ -74,6 +74,74 @@ def cmd_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_dir(args: argparse.Namespace) -> str:
+    import os
+
+    if args.model_dir:
+        return os.path.expanduser(args.model_dir)
+    return os.path.expanduser(_load(args).models.dir)
+
+
+def _config_models(cfg: PipelineConfig) -> list[str]:
+    """Models the enabled stages of this config read from the model directory."""
+    st = cfg.stages
+    names = []
+    if "embed" in st.order and st.embed.enabled and st.embed.model != "perceptual":
+        names.append(st.embed.model)
+    if "caption" in st.order and st.caption.enabled and st.caption.backend != "endpoint":
+        names.append(st.caption.model)
+    return names
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from curator.models import registry
+
+    model_dir = _model_dir(args)
+    if args.action == "list":
+        names = list(registry.KNOWN) + [n for n in registry.installed(model_dir) if n not in registry.KNOWN]
+        print(f"model directory: {model_dir}")
+        for name in names:
+            st = registry.status(name, model_dir)
+            size = f"~{st.size_mb:,.0f} MB" if st.size_mb else ""
+            mark = "present" if st.present else "missing"
+            print(f"  {mark:8s} {name:42s} {size:>10s}  {st.path}")
+            if st.description:
+                print(f"           {st.description}")
+        return 0
+    if args.action == "check":
+        names = args.names or _config_models(_load(args))
+        if not names:
+            print("the configured stages need no model from the model directory")
+            return 0
+        bad = 0
+        for name in names:
+            try:
+                st = registry.status(name, model_dir)
+            except registry.ModelError as exc:
+                print(f"INVALID  {exc}")
+                bad += 1
+                continue
+            if st.present:
+                print(f"ok       {name}: {st.path}")
+            else:
+                bad += 1
+                print(f"MISSING  {name}: " + ", ".join(st.missing))
+                print(f"         fix: {registry.download_command(name, args.model_dir)}")
+        return 1 if bad else 0
+    # download
+    for name in args.names:
+        try:
+            dest = registry.model_path(name, model_dir)
+            if args.dry_run:
+                print(f"{name}: would download from {registry.spec_for(name).source} into {dest}")
+                continue
+            registry.download(name, model_dir)
+        except registry.ModelError as exc:
+            print(f"curator: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="curator", description=__doc__)
@@ -99,6 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_shard)
+
+    p = sub.add_parser("models", help="the model directory: list | check | download NAME (the only command "
+                                      "that contacts a model hub)")
+    msub = p.add_subparsers(dest="action", required=True)
+    helps = {
+        "list": "known and installed models, present or missing, with their paths",
+        "check": "exact missing paths of the named models (default: those the config's stages need); exit 1 if any",
+        "download": "fetch models from their hub into the model directory and say where the files go",
+    }
+    for action, text in helps.items():
+        mp = msub.add_parser(action, help=text)
+        if action != "list":
+            mp.add_argument("names", nargs="*" if action == "check" else "+", metavar="NAME",
+                            help="e.g. open_clip:ViT-B-32/openai, hf:Qwen/Qwen2.5-VL-3B-Instruct")
+        else:
+            mp.set_defaults(names=[])
+        if action == "download":
+            mp.add_argument("--dry-run", action="store_true", help="only say where the files would go")
+        mp.add_argument("--model-dir", help="override models.dir / CURATOR_MODEL_DIR")
+        _config_args(mp)
+        mp.set_defaults(fn=cmd_models)
     return ap
 
 

@@ -223,6 +223,12 @@ def kept_clips(output_uri: str) -> Iterator[Row]:
             yield row
 
 
+def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
+    """Extra members of a shard sample: the caption as `<clip_id>.txt` (webdataset's text key)."""
+    caption = row.get("caption")
+    return [(f"{row['clip_id']}.txt", caption.encode("utf-8"))] if caption else []
+
+
 def shard(output_uri: str, config: PipelineConfig,
           map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]) -> list[dict[str, Any]]:
     """Plan shards from the manifest and write them with `map_fn` (the runner's parallel map).
@@ -235,7 +241,7 @@ def shard(output_uri: str, config: PipelineConfig,
 
     def write(spec: Any) -> dict[str, Any]:  # runs on a worker
         storage.configure(storage_cfg)
-        return shard_stage.write_shard(spec, output_uri)
+        return shard_stage.write_shard(spec, output_uri, extra_files=sample_text_files)
 
     pf = _manifest_file(output_uri)
     try:

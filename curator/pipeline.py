@@ -30,6 +30,8 @@ STAGES: dict[str, str] = {
     "ingest": "stages.ingest:IngestStage",
     "split": "stages.split:SplitStage",
     "transcode": "stages.transcode:TranscodeStage",
+    "embed": "stages.embed:EmbedStage",
+    "caption": "stages.caption:CaptionStage",
     "staging": "stages.staging:StagingStage",
 }
 

@@ -62,5 +62,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A model directory holding tiny random-weight models built here (no download):
+    open_clip `open_clip:tiny-test/random`, the LLaVA-style VLM `hf:curator-test/tiny-llava`
+    and the T5 text encoder `hf:curator-test/tiny-t5`."""
+    from curator.testing import tiny_models
+
+    d = str(tmp_path_factory.mktemp("models"))
+    tiny_models.build_open_clip(d)
+    tiny_models.build_vlm(d)
+    tiny_models.build_text_encoder(d)
+    return d
+
+
 # Storage emulators (moto S3, gcp-storage-emulator, Azurite), started on first use.
 from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401

@@ -15,3 +15,15 @@ def source_of(row: Row) -> str | bytes:
     if path is not None:
         return path
     return storage.read_bytes(row["source_uri"])
+
+
+def clip_source_of(row: Row) -> str | bytes:
+    """What decoders should open for a clip: its encoded bytes (before staging) or the staged file."""
+    data = row.get("mp4")
+    if data is not None:
+        return data
+    uri = row.get("clip_uri")
+    if not uri:
+        raise ValueError("clip has neither bytes nor a staged file")
+    path = storage.local_path(uri)
+    return path if path is not None else storage.read_bytes(uri)

@@ -1,0 +1,426 @@
+"""Captioning backends behind one interface: a VLM turns a clip's frames into text.
+
+    backend = make_backend(caption_config, model_dir)
+    results = backend.caption([CaptionJob(key, frames, indices), ...])   # one result per job, same order
+    backend.close()
+
+Backends:
+
+* ``transformers`` — ``AutoProcessor`` + ``AutoModelForImageTextToText`` from
+  ``<model_dir>/hf/<org>/<name>``; batched ``generate`` on CPU or GPU. For small VLMs.
+* ``vllm`` — the vLLM offline engine (GPU), batched through ``LLM.chat``; imported lazily,
+  only where vLLM and CUDA exist (``pip install 'curator[vllm]'``).
+* ``endpoint`` — an OpenAI-compatible ``/chat/completions`` server (vLLM serve, TGI, a
+  hosted API): frames as base64 data URLs in ``image_url`` parts, a bounded pool of
+  concurrent requests, a per-request timeout, retries with exponential backoff on 5xx,
+  408/429, timeouts, connection errors and malformed JSON, and a requests/s limit. The API
+  key comes from the environment variable the config names and never appears in logs or
+  error texts.
+
+A job that fails (after the retries, for the endpoint) gets ``CaptionResult.error`` with
+the reason; the other jobs of the batch are unaffected.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from curator.config import CaptionConfig
+from curator.models import registry
+from curator.stage import Requirement
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionJob:
+    key: str  # clip id (for logs)
+    frames: np.ndarray  # uint8 [n, H, W, 3], in time order
+    indices: list[int]  # the frame indices they are
+
+
+@dataclass
+class CaptionResult:
+    text: str | None = None
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+# ------------------------------------------------------------------------- frames
+def frame_size(cfg: CaptionConfig, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the frames the model gets for a width x height clip."""
+    if cfg.frame_size:
+        return int(cfg.frame_size[0]), int(cfg.frame_size[1])
+    if not width or not height:
+        return cfg.max_side, cfg.max_side
+    scale = min(1.0, cfg.max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray(frame)
+    if fmt == "png":
+        img.save(buf, format="PNG")
+    else:
+        img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_url(frame: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> str:
+    mime = "image/png" if fmt == "png" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(encode_image(frame, fmt, quality)).decode("ascii")
+
+
+def openai_messages(prompt: str, frames: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> list[dict[str, Any]]:
+    """One user turn: the frames (in time order) as image_url parts, then the prompt."""
+    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(f, fmt, quality)}}
+                                     for f in frames]
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]
+
+
+# ----------------------------------------------------------------------- backends
+class CaptionBackend:
+    """Base: `model_id` is what gets stored per clip as caption_model."""
+
+    model_id: str = ""
+
+    def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def requirements(cfg: CaptionConfig, model_dir: str) -> list[Requirement]:
+    """What the configured backend is missing here (checked at start-up)."""
+    out: list[Requirement] = []
+    if cfg.backend == "endpoint":
+        if not cfg.endpoint.url:
+            out.append(Requirement("caption backend 'endpoint' has no URL",
+                                   fix="set stages.caption.endpoint.url=http://HOST:PORT/v1"))
+        return out
+    if cfg.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            out.append(Requirement("caption backend 'vllm' needs the vllm package",
+                                   fix="pip install 'curator[vllm]' (in its own environment: vLLM pins torch)"))
+        else:
+            import torch
+
+            if not torch.cuda.is_available():
+                out.append(Requirement("caption backend 'vllm' needs a CUDA GPU",
+                                       fix="run on a GPU node, or set stages.caption.backend=transformers"))
+    req = registry.requirement(cfg.model, model_dir, f"caption ({cfg.backend})")
+    if req is not None:
+        out.append(req)
+    return out
+
+
+def make_backend(cfg: CaptionConfig, model_dir: str) -> CaptionBackend:
+    if cfg.backend == "endpoint":
+        return EndpointBackend(cfg)
+    if cfg.backend == "vllm":
+        return VllmBackend(cfg, model_dir)
+    return TransformersBackend(cfg, model_dir)
+
+
+def _torch_dtype(device: str, precision: str) -> Any:
+    import torch
+
+    if precision == "fp32" or (precision == "auto" and device == "cpu"):
+        return torch.float32
+    if precision == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+class TransformersBackend(CaptionBackend):
+    """Hugging Face transformers: the model's processor and chat template, batched generate."""
+
+    def __init__(self, cfg: CaptionConfig, model_dir: str):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from curator.models.clip import resolve_device
+
+        self.cfg = cfg
+        self.model_id = cfg.model
+        path = registry.model_path(cfg.model, model_dir)
+        gaps = registry.missing(cfg.model, model_dir)
+        if gaps:
+            raise FileNotFoundError(f"model {cfg.model} missing {', '.join(gaps)}; "
+                                    f"fix: {registry.download_command(cfg.model, model_dir)}")
+        self.device = resolve_device(cfg.device)
+        self.processor = AutoProcessor.from_pretrained(path)
+        tok = getattr(self.processor, "tokenizer", None)
+        if tok is not None:
+            tok.padding_side = "left"  # decoder-only generation pads on the left
+            if tok.pad_token is None and tok.eos_token is not None:
+                tok.pad_token = tok.eos_token
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()
+        self._torch = torch
+        import inspect
+
+        self._kw_style = "processor_kwargs" in inspect.signature(self.processor.apply_chat_template).parameters
+
+    def _inputs(self, jobs: Sequence[CaptionJob]) -> Any:
+        from PIL import Image
+
+        convs = []
+        for job in jobs:
+            content: list[dict[str, Any]] = [{"type": "image", "image": Image.fromarray(f)} for f in job.frames]
+            content.append({"type": "text", "text": self.cfg.prompt})
+            convs.append([{"role": "user", "content": content}])
+        kwargs: dict[str, Any] = dict(add_generation_prompt=True, tokenize=True, return_dict=True,
+                                      return_tensors="pt")
+        if self._kw_style:
+            kwargs["processor_kwargs"] = {"padding": True}
+        else:
+            kwargs["padding"] = True
+        inputs = self.processor.apply_chat_template(convs, **kwargs)
+        dtype = next(self.model.parameters()).dtype
+        return {k: (v.to(self.device, dtype=dtype) if v.is_floating_point() else v.to(self.device))
+                for k, v in inputs.items() if hasattr(v, "to")}
+
+    def _generate(self, jobs: Sequence[CaptionJob]) -> list[str]:
+        inputs = self._inputs(jobs)
+        gen: dict[str, Any] = dict(max_new_tokens=self.cfg.max_tokens)
+        if self.cfg.temperature > 0:
+            gen.update(do_sample=True, temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        else:
+            gen.update(do_sample=False)
+        with self._torch.inference_mode():
+            out = self.model.generate(**inputs, **gen)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+
+    def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
+        results: list[CaptionResult] = []
+        bs = self.cfg.batch_size
+        for i in range(0, len(jobs), bs):
+            chunk = list(jobs[i:i + bs])
+            try:
+                results.extend(CaptionResult(text=t) for t in self._generate(chunk))
+            except Exception as exc:  # isolate the failing clip(s): retry one by one
+                if len(chunk) == 1:
+                    results.append(CaptionResult(error=f"generate failed: {type(exc).__name__}: {exc}"))
+                    continue
+                log.warning("caption batch of %d failed (%s); retrying clip by clip", len(chunk), exc)
+                results.extend(self.caption_one(j) for j in chunk)
+        return results
+
+    def caption_one(self, job: CaptionJob) -> CaptionResult:
+        try:
+            return CaptionResult(text=self._generate([job])[0])
+        except Exception as exc:
+            return CaptionResult(error=f"generate failed: {type(exc).__name__}: {exc}")
+
+
+class VllmBackend(CaptionBackend):
+    """vLLM offline engine on GPU: every job of a batch goes to the engine in one `chat` call."""
+
+    def __init__(self, cfg: CaptionConfig, model_dir: str):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as exc:
+            raise RuntimeError("the vllm backend needs vLLM: pip install 'curator[vllm]'") from exc
+        gaps = registry.missing(cfg.model, model_dir)
+        if gaps:
+            raise FileNotFoundError(f"model {cfg.model} missing {', '.join(gaps)}; "
+                                    f"fix: {registry.download_command(cfg.model, model_dir)}")
+        self.cfg = cfg
+        self.model_id = cfg.model
+        v = cfg.vllm
+        kwargs: dict[str, Any] = dict(
+            model=registry.model_path(cfg.model, model_dir),
+            limit_mm_per_prompt={"image": cfg.num_frames},
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size,
+            dtype=v.dtype,
+            seed=0,
+        )
+        if v.max_model_len:
+            kwargs["max_model_len"] = v.max_model_len
+        if v.quantization:
+            kwargs["quantization"] = v.quantization
+        self.llm = LLM(**kwargs)
+        self.params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+
+    def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
+        convs = [openai_messages(self.cfg.prompt, j.frames, "jpeg", 95) for j in jobs]
+        try:
+            outs = self.llm.chat(convs, self.params, use_tqdm=False)
+        except Exception as exc:
+            return [CaptionResult(error=f"vllm failed: {type(exc).__name__}: {exc}") for _ in jobs]
+        results = []
+        for o in outs:
+            text = o.outputs[0].text.strip() if o.outputs else ""
+            results.append(CaptionResult(text=text) if text else CaptionResult(error="vllm returned no text"))
+        return results
+
+
+# ------------------------------------------------------------------------ endpoint
+class RateLimiter:
+    """At most `rate` acquisitions per second, shared by threads (even spacing, no bursts)."""
+
+    def __init__(self, rate: float | None):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next_at)
+            self.next_at = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    pass
+
+
+def chat_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+class EndpointBackend(CaptionBackend):
+    """An OpenAI-compatible chat-completions server, with a bounded pool of concurrent requests."""
+
+    MAX_BACKOFF_S = 30.0
+
+    def __init__(self, cfg: CaptionConfig):
+        if not cfg.endpoint.url:
+            raise ValueError("stages.caption.endpoint.url is not set")
+        self.cfg = cfg
+        self.ep = cfg.endpoint
+        self.model_id = cfg.model
+        self.url = chat_url(self.ep.url)
+        self._key = os.environ.get(self.ep.api_key_env) if self.ep.api_key_env else None
+        if self.ep.api_key_env and not self._key:
+            log.warning("caption endpoint: environment variable %s is not set; sending no API key",
+                        self.ep.api_key_env)
+        self.limiter = RateLimiter(self.ep.rate_limit_rps)
+        self.pool = ThreadPoolExecutor(max_workers=self.ep.concurrency, thread_name_prefix="caption-http")
+        self._rng = random.Random(0)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def body(self, job: CaptionJob) -> bytes:
+        doc: dict[str, Any] = {
+            "model": self.cfg.model,
+            "messages": openai_messages(self.cfg.prompt, job.frames, self.ep.image_format, self.ep.jpeg_quality),
+            "max_tokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+            "top_p": self.cfg.top_p,
+        }
+        doc.update(self.ep.extra_body)
+        return json.dumps(doc).encode()
+
+    def _post(self, body: bytes) -> str:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.ep.timeout_s) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            snippet = exc.read()[:300].decode("utf-8", "replace") if exc.fp else ""
+            reason = f"http {exc.code}: {snippet.strip()}"
+            if exc.code >= 500 or exc.code in (408, 429):
+                ra = exc.headers.get("Retry-After") if exc.headers else None
+                try:
+                    retry_after = float(ra) if ra else None
+                except ValueError:
+                    retry_after = None
+                raise _Retryable(reason, retry_after) from None
+            raise _Fatal(reason) from None
+        except (TimeoutError, socket.timeout):
+            raise _Retryable(f"timeout after {self.ep.timeout_s:g} s") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                raise _Retryable(f"timeout after {self.ep.timeout_s:g} s") from None
+            raise _Retryable(f"connection error: {exc.reason}") from None
+        except (ConnectionError, OSError, http.client.HTTPException) as exc:
+            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+        try:
+            doc = json.loads(raw)
+            text = doc["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Retryable(f"malformed response: {raw[:200].decode('utf-8', 'replace')!r}") from None
+        if isinstance(text, list):  # content parts
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        if not isinstance(text, str):
+            raise _Retryable(f"malformed response: content is {type(text).__name__}")
+        return text.strip()
+
+    def caption_one(self, job: CaptionJob) -> CaptionResult:
+        body = self.body(job)
+        attempts = 0
+        last = ""
+        for attempt in range(self.ep.retries + 1):
+            attempts += 1
+            self.limiter.acquire()
+            try:
+                return CaptionResult(text=self._post(body), attempts=attempts)
+            except _Fatal as exc:
+                return CaptionResult(error=self._redact(str(exc)), attempts=attempts)
+            except _Retryable as exc:
+                last = exc.reason
+                if attempt == self.ep.retries:
+                    break
+                delay = min(self.MAX_BACKOFF_S, self.ep.backoff_s * (2 ** attempt))
+                delay *= 0.5 + self._rng.random()  # jitter: no thundering herd after an outage
+                if exc.retry_after is not None:
+                    delay = max(delay, min(self.MAX_BACKOFF_S, exc.retry_after))
+                log.info("caption %s: %s; retry %d/%d in %.2f s", job.key, self._redact(last), attempt + 1,
+                         self.ep.retries, delay)
+                time.sleep(delay)
+            except Exception as exc:  # anything unexpected stays this clip's problem
+                return CaptionResult(error=self._redact(f"{type(exc).__name__}: {exc}"), attempts=attempts)
+        return CaptionResult(error=self._redact(f"after {attempts} attempts: {last}"), attempts=attempts)
+
+    def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
+        return list(self.pool.map(self.caption_one, jobs))

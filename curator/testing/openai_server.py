@@ -1,0 +1,213 @@
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It listens on 127.0.0.1 (a free port), accepts ``POST /v1/chat/completions`` with
+``image_url`` data-URL parts, decodes every image, reads the code each coded frame
+carries (:mod:`curator.testing.coded`), records what it saw, and answers with a caption
+that says so::
+
+    codes=1792,1801,... size=64x48 n=8 sha=3f2a9c01
+
+A ``behaviour(request, attempt)`` hook picks the answer per request: ``"ok"``, ``"500"``,
+``"429"``, ``"400"``, ``"hang"`` (sleep ``hang_s`` before answering: the client times
+out), ``"malformed"`` (a 200 whose body is not JSON) or ``"no_choices"`` (JSON without
+choices). ``attempt`` counts earlier requests with the same images (1 = first). A fixed
+``latency_s`` is added to every answer (benchmarks).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import numpy as np
+
+from curator.testing.coded import read_code
+
+
+@dataclass
+class SeenRequest:
+    model: str
+    prompt: str
+    codes: list[int]
+    sizes: list[tuple[int, int]]  # (width, height) of each image
+    formats: list[str]
+    digest: str  # sha256 of the image bytes, in order
+    attempt: int
+    max_tokens: Any = None
+    temperature: Any = None
+    top_p: Any = None
+    authorization: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Behaviour = Callable[[SeenRequest], str]
+
+
+def caption_for(req: SeenRequest) -> str:
+    w, h = req.sizes[0] if req.sizes else (0, 0)
+    return (f"codes={','.join(str(c) for c in req.codes)} size={w}x{h} n={len(req.codes)} "
+            f"sha={req.digest[:8]}")
+
+
+def parse_caption(text: str) -> dict[str, Any]:
+    """The fields of a caption this server wrote."""
+    out: dict[str, Any] = {}
+    for part in text.split():
+        k, _, v = part.partition("=")
+        out[k] = v
+    out["codes"] = [int(c) for c in out.get("codes", "").split(",") if c]
+    w, _, h = out.get("size", "0x0").partition("x")
+    out["size"] = (int(w), int(h))
+    out["n"] = int(out.get("n", 0))
+    return out
+
+
+class FakeOpenAIServer:
+    def __init__(self, behaviour: Behaviour | None = None, *, latency_s: float = 0.0, hang_s: float = 5.0,
+                 decode_images: bool = True):
+        self.behaviour = behaviour
+        self.latency_s = latency_s
+        self.hang_s = hang_s
+        self.decode_images = decode_images
+        self.requests: list[SeenRequest] = []
+        self.lock = threading.Lock()
+        self._attempts: dict[str, int] = {}
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "FakeOpenAIServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                server._handle(self)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    # ------------------------------------------------------------------ handling
+    def _parse(self, doc: dict[str, Any], auth: str | None) -> SeenRequest:
+        from PIL import Image
+
+        codes, sizes, formats = [], [], []
+        prompt = ""
+        h = hashlib.sha256()
+        for msg in doc.get("messages", []):
+            content = msg.get("content")
+            if isinstance(content, str):
+                prompt = content
+                continue
+            for part in content or []:
+                if part.get("type") == "text":
+                    prompt = part.get("text", "")
+                elif part.get("type") == "image_url":
+                    url = part["image_url"]["url"]
+                    head, _, b64 = url.partition(",")
+                    raw = base64.b64decode(b64)
+                    h.update(raw)
+                    formats.append(head.split(";")[0].removeprefix("data:"))
+                    if self.decode_images:
+                        img = Image.open(io.BytesIO(raw)).convert("RGB")
+                        sizes.append(img.size)
+                        codes.append(read_code(np.asarray(img)))
+        digest = h.hexdigest()
+        with self.lock:
+            attempt = self._attempts.get(digest, 0) + 1
+            self._attempts[digest] = attempt
+        known = {"model", "messages", "max_tokens", "temperature", "top_p"}
+        return SeenRequest(model=doc.get("model", ""), prompt=prompt, codes=codes, sizes=sizes, formats=formats,
+                           digest=digest, attempt=attempt, max_tokens=doc.get("max_tokens"),
+                           temperature=doc.get("temperature"), top_p=doc.get("top_p"), authorization=auth,
+                           extra={k: v for k, v in doc.items() if k not in known})
+
+    def _reply(self, h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str = "application/json") -> None:
+        try:
+            h.send_response(code)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body)))
+            if code == 429:
+                h.send_header("Retry-After", "0")
+            h.end_headers()
+            h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+            pass
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if not h.path.rstrip("/").endswith("/chat/completions"):
+                self._reply(h, 404, b'{"error": {"message": "not found"}}')
+                return
+            length = int(h.headers.get("Content-Length") or 0)
+            try:
+                doc = json.loads(h.rfile.read(length))
+                req = self._parse(doc, h.headers.get("Authorization"))
+            except Exception as exc:
+                self._reply(h, 400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode())
+                return
+            with self.lock:
+                self.requests.append(req)
+            action = self.behaviour(req) if self.behaviour else "ok"
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            if action == "hang":
+                time.sleep(self.hang_s)
+                action = "ok"
+            if action in ("500", "429", "400", "503"):
+                self._reply(h, int(action), json.dumps({"error": {"message": f"injected {action}"}}).encode())
+            elif action == "malformed":
+                self._reply(h, 200, b'{"choices": [ {"message": ', "application/json")
+            elif action == "no_choices":
+                self._reply(h, 200, b'{"object": "chat.completion", "choices": []}')
+            else:
+                text = caption_for(req)
+                body = {
+                    "id": f"chatcmpl-{req.digest[:12]}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": req.model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 0, "completion_tokens": len(text.split()), "total_tokens": 0},
+                }
+                self._reply(h, 200, json.dumps(body).encode())
+        finally:
+            with self.lock:
+                self.in_flight -= 1

@@ -1,0 +1,96 @@
+"""Embed: one vector per clip, for dedup, search and zero-shot classifiers.
+
+Backends (``stages.embed.model``):
+
+* ``perceptual`` (default) — the built-in, weight-free DCT descriptor of 8 uniformly
+  spaced frames (:mod:`curator.media.perceptual`, 512-d); works offline.
+* ``open_clip:<arch>/<pretrained>`` — the open_clip image tower over ``num_frames``
+  uniformly spaced frames, decoded straight at the size the model's preprocess config
+  asks for; frame embeddings are mean-pooled and L2-normalised. All frames of a batch
+  of clips go through the tower together (GPU when the worker has one).
+
+Columns: ``embedding`` (list<float16>) and ``embedding_model``. A clip that cannot be
+decoded stops here with status ``error`` (reason ``embed_failed``): dedup needs a vector
+for every kept clip.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from curator.config import EmbedConfig
+from curator.media import perceptual
+from curator.media.decode import sample_frames
+from curator.media.source import clip_source_of
+from curator.models import registry
+from curator.records import Row, stop
+from curator.stage import Requirement, RunContext, Stage
+
+log = logging.getLogger(__name__)
+
+EMBED_FAILED = "embed_failed"
+
+
+class EmbedStage(Stage):
+    name = "embed"
+    kind = "clip"
+    stateful = True
+    columns = [("embedding", pa.list_(pa.float16())), ("embedding_model", pa.string())]
+    config: EmbedConfig
+
+    def __init__(self, config: EmbedConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        # The built-in embedding loads nothing: under Ray it runs as tasks rather than as an
+        # actor pool that would hold CPUs for the whole run.
+        self.stateful = config.model != "perceptual"  # type: ignore[misc]
+
+    def requirements(self) -> list[Requirement]:
+        if self.config.model == "perceptual":
+            return []
+        req = registry.requirement(self.config.model, self.ctx.model_dir, "stage embed")
+        return [req] if req else []
+
+    def setup(self) -> None:
+        self.clip = None
+        if self.config.model != "perceptual":
+            from curator.models import clip
+
+            self.clip = clip.load_name(self.config.model, self.ctx.model_dir, device=self.config.device,
+                                       precision=self.config.precision,
+                                       forward_batch_size=self.config.forward_batch_size)
+            log.info("embed: %s on %s, input %s", self.config.model, self.clip.device, self.clip.image_size)
+
+    def process_rows(self, rows: list[Row]) -> list[list[Row]]:
+        if self.clip is None:
+            return [[self._perceptual(r)] for r in rows]
+        frames: list[np.ndarray] = []
+        ok: list[Row] = []
+        for row in rows:
+            try:
+                w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
+                arr, _ = sample_frames(clip_source_of(row), self.config.num_frames, (w, h),
+                                       num_frames=row.get("clip_frames"))
+                if len(arr) == 0:
+                    raise ValueError("no decodable frames")
+                frames.append(arr)
+                ok.append(row)
+            except Exception as exc:
+                stop(row, self.name, EMBED_FAILED, f"{type(exc).__name__}: {exc}")
+        if ok:
+            vecs = self.clip.embed_clips(frames)
+            for row, v in zip(ok, vecs):
+                row["embedding"] = v.astype(np.float16).tolist()
+                row["embedding_model"] = self.config.model
+        return [[r] for r in rows]
+
+    def _perceptual(self, row: Row) -> Row:
+        try:
+            v = perceptual.embed_clip(clip_source_of(row), num_frames=row.get("clip_frames"))
+        except Exception as exc:
+            return stop(row, self.name, EMBED_FAILED, f"{type(exc).__name__}: {exc}")
+        row["embedding"] = v.astype(np.float16).tolist()
+        row["embedding_model"] = perceptual.NAME
+        return row
