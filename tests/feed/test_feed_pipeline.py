@@ -37,11 +37,18 @@ def _config(inp, out, *extra):
 
 @pytest.fixture(scope="module")
 def run(media_dir, tmp_path_factory):
+    """The default middle of the pipeline (built-in perceptual embedding, captions from a
+    tiny random-weight VLM built here), then both profiles for a pretrain and a finetune set."""
+    from curator.testing import tiny_models
+
+    models = str(tmp_path_factory.mktemp("models"))
+    tiny_models.build_vlm(models)
     inp = tmp_path_factory.mktemp("in")
     for name in MEDIA:
         shutil.copy(media_dir / name, inp / name)
     out = tmp_path_factory.mktemp("out") / "run"
-    cfg = _config(inp, out)
+    cfg = _config(inp, out, f"models.dir={models}", f"stages.caption.model={tiny_models.TINY_VLM_NAME}",
+                  "stages.caption.max_tokens=6", "stages.caption.frame_size=[48,32]", "stages.caption.device=cpu")
     execute(build(cfg), LocalRunner())
     return out, cfg
 
@@ -123,6 +130,29 @@ def test_tokenizer_samples_are_windows_of_the_clips(run):
         assert wins[-1]["end_s"] <= clip["clip_duration_s"] + 1 / 12
         ratio = wins[0]["width"] / wins[0]["height"]
         assert (ratio > 1) == (clip["clip_width"] > clip["clip_height"])  # the rotated clip stays portrait
+
+
+def test_samples_carry_the_clip_caption_embedding_and_metadata(run):
+    out, _ = run
+    kept = _kept(out)
+    assert all(r["caption"] and r["embedding"] for r in kept.values())  # the stages ran
+    for profile in ("wfm", "tokenizer"):
+        for s in ShardDataset(str(out), split="pretrain", profile=profile, decode="none"):
+            row = kept[s["meta"]["clip_id"]]
+            assert s["caption"] == row["caption"]  # windows inherit their clip's caption (<key>.txt)
+            assert s["embedding"].dtype == torch.float32 and s["embedding"].shape == (len(row["embedding"]),)
+            assert torch.allclose(s["embedding"], torch.tensor(row["embedding"], dtype=torch.float32))
+            assert s["meta"]["clip_duration_s"] == row["clip_duration_s"] and "embedding" not in s["meta"]
+            assert s["video"][4:8] == b"ftyp"
+    import tarfile
+
+    for tar_path in (out / "shards" / "pretrain" / "tokenizer").rglob("*.tar"):
+        with tarfile.open(tar_path) as tar:
+            names = tar.getnames()
+        order = [n.split(".")[0] for n in names]
+        runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+        assert len(runs) == len(set(runs))  # a sample's members are adjacent (webdataset reads them so)
+        assert {f"{k}.{ext}" for k in runs for ext in ("mp4", "json", "txt")} == set(names)
 
 
 def test_splits_hold_the_right_clips(run):
