@@ -271,3 +271,31 @@ def test_the_s3_emulator_and_local_disk_give_identical_samples(run, moto_s3):
                 assert torch.equal(video, a[k][0]) and meta == a[k][1] and bucket == a[k][2]
     finally:
         storage.configure(None)
+
+
+def test_curator_shard_reuses_the_run_config_and_removes_what_a_new_plan_drops(run, tmp_path):
+    import subprocess
+    import sys
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("manifest.parquet", "config.yaml"):
+        shutil.copy(out / name, copy / name)
+    shutil.copytree(out / "shards", copy / "shards")
+    before = {p: p.stat().st_mtime_ns for p in (copy / "shards").rglob("*.tar")}
+    root = Path(__file__).resolve().parents[2]
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "curator", "shard", str(copy), *args], cwd=root,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    text = cli()  # profiles and splits come from the run's config.yaml: nothing to redo
+    assert "pretrain/tokenizer" in text and "finetune/wfm" in text
+    assert {p: p.stat().st_mtime_ns for p in (copy / "shards").rglob("*.tar")} == before
+    cli("--set", "shard.profile=wfm")
+    assert not list((copy / "shards").rglob("*_t*/*.tar")) and not (copy / "shards/pretrain/tokenizer/index.json").exists()
+    top = json.loads((copy / "shards" / "index.json").read_text())
+    assert {p for s in top["splits"].values() for p in s} == {"wfm"}
