@@ -18,8 +18,8 @@ and each DataLoader worker an equal contiguous part of that, so ranks and worker
 disjoint samples whose union is the whole split, and every count is known in advance.
 A worker reads its part with ranged reads (a few MB at a time, through
 :mod:`curator.storage`: file://, s3://, gs://, az://), passes the samples through a
-seeded shuffle buffer, decodes the mp4 with PyAV and, when batching, keeps one partial
-batch per bucket.
+seeded shuffle buffer and, when batching, keeps one partial batch per bucket; the mp4s
+are decoded with PyAV when a sample (or a batch, straight into its tensor) is yielded.
 
 Resuming. The shuffle buffer's order is computed from sample positions alone, so a
 worker's position is two numbers' worth of state: how many samples it has taken from
@@ -79,38 +79,50 @@ def open_index(source: str, split: str = "pretrain", profile: str | None = None)
 
 
 # ------------------------------------------------------------------------------ decoding
-def decode_video(data: bytes, mode: Decode = "uint8") -> torch.Tensor:
+def decode_video(data: bytes, mode: Decode = "uint8", out: torch.Tensor | None = None) -> torch.Tensor:
     """mp4 bytes -> [T, C, H, W]: uint8 RGB, or float32 in [-1, 1] ("float").
 
-    Each frame is transposed into a preallocated [T, C, H, W] array as it decodes (a small
-    copy that stays in cache), so there is no [T, H, W, C] stack to transpose afterwards."""
+    Each frame is transposed (and scaled) into the output as it decodes, a small copy that
+    stays in cache: no [T, H, W, C] stack to transpose and no whole-clip float passes.
+    `out` (e.g. one slot of a batch tensor) receives the frames; its shape must match."""
     import av
 
+    dtype = np.float32 if mode == "float" else np.uint8
+    if out is not None and out.dtype != (torch.float32 if mode == "float" else torch.uint8):
+        raise ValueError(f"out has dtype {out.dtype}, decode mode {mode!r}")
+    dst: np.ndarray | None = out.numpy() if out is not None else None
+    extra: list[np.ndarray] = []
+    t = 0
     container = av.open(io.BytesIO(data))
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        out: np.ndarray | None = None
-        extra: list[np.ndarray] = []
-        t = 0
         for frame in container.decode(stream):
             rgb = frame.to_ndarray(format="rgb24").transpose(2, 0, 1)
-            if out is None:
-                out = np.empty((max(1, stream.frames), 3, frame.height, frame.width), np.uint8)
-            if t < len(out):
-                out[t] = rgb
+            if dst is None:
+                dst = np.empty((max(1, stream.frames), *rgb.shape), dtype)
+            if t < len(dst) and dst.shape[1:] == rgb.shape:
+                slot = dst[t]
+            elif out is not None:
+                raise ValueError(f"frame {t} of shape {rgb.shape} does not fit {tuple(out.shape)}")
             else:  # more frames than the header said
-                extra.append(np.ascontiguousarray(rgb))
+                slot = np.empty(rgb.shape, dtype)
+                extra.append(slot)
+            if mode == "float":
+                np.multiply(rgb, 1 / 127.5, out=slot, casting="unsafe")
+                slot -= 1.0
+            else:
+                slot[...] = rgb
             t += 1
     finally:
         container.close()
-    if out is None:
+    if t == 0 or dst is None:
         raise ValueError("no frame decoded")
-    out = np.concatenate([out, np.stack(extra)]) if extra else out[:t]
-    video = torch.from_numpy(out)
-    if mode == "float":
-        return video.to(torch.float32).div_(127.5).sub_(1.0)
-    return video
+    if out is not None:
+        if t != len(dst):
+            raise ValueError(f"{t} frames decoded, {len(dst)} expected")
+        return out
+    return torch.from_numpy(np.concatenate([dst, np.stack(extra)]) if extra else dst[:t])
 
 
 def _tar_members(buf: memoryview) -> Iterator[tuple[str, memoryview]]:
@@ -354,7 +366,7 @@ class ShardDataset(IterableDataset):
         if run:
             yield from flush()
 
-    def _sample(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def _sample(self, raw: dict[str, Any], out: torch.Tensor | None = None) -> dict[str, Any]:
         files = raw["files"]
         meta = json.loads(files["json"]) if "json" in files else {}
         caption = files["txt"].decode("utf-8") if "txt" in files else meta.get("caption")
@@ -366,11 +378,23 @@ class ShardDataset(IterableDataset):
         if "mp4" not in files:
             raise ValueError(f"{raw['shard']}: sample {raw['key']} has no mp4")
         try:
-            video: Any = files["mp4"] if self.decode == "none" else decode_video(files["mp4"], self.decode)
+            video: Any = files["mp4"] if self.decode == "none" else decode_video(files["mp4"], self.decode, out)
         except Exception as exc:
             raise ValueError(f"{raw['shard']}: sample {raw['key']} does not decode: {exc}") from exc
         return {"key": raw["key"], "bucket": raw["bucket"], "video": video, "caption": caption,
                 "embedding": embedding, "meta": meta}
+
+    def _batch(self, raws: list[dict[str, Any]]) -> dict[str, Any]:
+        """Decode a bucket's samples; straight into one [B, T, C, H, W] tensor when the
+        bucket's shape is known (tokenizer buckets), else stacked if shapes agree."""
+        info = self.buckets.get(raws[0]["bucket"], {})
+        if self.decode != "none" and all(k in info for k in ("frames", "height", "width")):
+            dtype = torch.float32 if self.decode == "float" else torch.uint8
+            video = torch.empty((len(raws), info["frames"], 3, info["height"], info["width"]), dtype=dtype)
+            batch = collate([self._sample(r, video[i]) for i, r in enumerate(raws)], stack_video=False)
+            batch["video"] = video
+            return batch
+        return collate([self._sample(r) for r in raws])
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -409,11 +433,11 @@ class ShardDataset(IterableDataset):
                 cache[pos] = raw
             return cache.pop(k)
 
-        partial: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        partial: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # bucket -> undecoded samples
         for ks in pending:
             for k in ks:
-                s = self._sample(get(k))
-                partial.setdefault(s["bucket"], []).append((k, s))
+                raw = get(k)
+                partial.setdefault(raw["bucket"], []).append((k, raw))
 
         def mark() -> dict[str, Any]:
             state = {"taken": taken, "pending": [[k for k, _ in p] for p in partial.values()]}
@@ -422,16 +446,16 @@ class ShardDataset(IterableDataset):
 
         for k in shuffle:
             taken += 1
-            s = self._sample(get(k))
+            raw = get(k)
             if self.batch_size is None:
-                out = s
+                out = self._sample(raw)
             else:
-                group = partial.setdefault(s["bucket"], [])
-                group.append((k, s))
+                group = partial.setdefault(raw["bucket"], [])
+                group.append((k, raw))
                 if len(group) < self.batch_size:
                     continue
-                del partial[s["bucket"]]
-                out = collate([x for _, x in group])
+                del partial[raw["bucket"]]
+                out = self._batch([x for _, x in group])
             state = mark()
             if info is not None:
                 out["__state__"] = state
@@ -441,7 +465,7 @@ class ShardDataset(IterableDataset):
             group = partial.pop(bucket)
             if self.drop_last:
                 continue
-            out = collate([x for _, x in group])
+            out = self._batch([x for _, x in group])
             state = mark()
             if info is not None:
                 out["__state__"] = state
@@ -451,7 +475,7 @@ class ShardDataset(IterableDataset):
             self.set_epoch(epoch + 1)
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(samples: list[dict[str, Any]], stack_video: bool = True) -> dict[str, Any]:
     """Samples of one bucket -> a batch; tensors stacked when their shapes agree."""
     buckets = {s["bucket"] for s in samples}
     if len(buckets) != 1:
@@ -463,7 +487,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         return xs
 
     return {"key": [s["key"] for s in samples], "bucket": samples[0]["bucket"],
-            "video": stack([s["video"] for s in samples]), "caption": [s["caption"] for s in samples],
+            "video": stack([s["video"] for s in samples]) if stack_video else None,
+            "caption": [s["caption"] for s in samples],
             "embedding": stack([s["embedding"] for s in samples]), "meta": [s["meta"] for s in samples]}
 
 

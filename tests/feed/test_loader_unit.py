@@ -226,5 +226,13 @@ def test_decoding_gives_tchw_rgb_like_pyav():
     assert torch.equal(v, torch.from_numpy(ref).permute(0, 3, 1, 2))
     f = decode_video(data, "float")
     assert f.dtype == torch.float32 and torch.allclose(f, v.float() / 127.5 - 1)
+    batch = torch.zeros((2, 9, 3, 24, 40), dtype=torch.float32)
+    slot = batch[1]
+    assert decode_video(data, "float", out=slot) is slot
+    assert torch.equal(batch[1], f) and not batch[0].any()
+    with pytest.raises(ValueError, match="expected"):
+        decode_video(data, "uint8", out=torch.empty((10, 3, 24, 40), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="does not fit"):
+        decode_video(data, "uint8", out=torch.empty((9, 3, 24, 48), dtype=torch.uint8))
     with pytest.raises(Exception):
         decode_video(b"not a video")
