@@ -15,7 +15,8 @@ the local runner into tokenizer shards (default tokenizer profile: 24 fps, short
   loader/wN       through Loader(num_workers=N)
 
 Each mode runs --passes times (modes interleaved); the best pass counts. Prints clips/s
-and the ratio to the baseline (target >= 0.8); writes benchmarks/results/loader.json.
+and the ratio to the baseline (target >= 0.8) and the load average (on a shared machine
+the ratio is the figure to read); writes benchmarks/results/loader.json.
 """
 
 from __future__ import annotations
@@ -124,15 +125,16 @@ def main() -> None:
         if w > 0:
             modes[f"loader/w{w}"] = (lambda w=w: loader_pass(out, workers=w))
     best: dict[str, dict] = {}
+    load_before = os.getloadavg()
     for p in range(args.passes):
         for name, fn in modes.items():
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             clips, frames = fn()
-            dt = time.perf_counter() - t
+            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
             assert clips == len(files), (name, clips, len(files))
             r = best.get(name)
             if r is None or dt < r["wall_s"]:
-                best[name] = {"wall_s": dt, "clips": clips, "frames": frames}
+                best[name] = {"wall_s": dt, "cpu_s_this_process": cpu, "clips": clips, "frames": frames}
         print(f"  pass {p + 1}/{args.passes} done", flush=True)
 
     base = best["pyav"]["wall_s"]
@@ -143,8 +145,11 @@ def main() -> None:
         r["frames_per_s"] = r["frames"] / r["wall_s"]
         r["ratio_vs_pyav"] = base / r["wall_s"]
         print(f"{name:16s} {r['clips_per_s']:8.2f} {r['frames_per_s']:9.0f} {r['ratio_vs_pyav']:8.2f}")
+    load = [round(x, 2) for x in load_before + os.getloadavg()]
+    print(f"load average (1, 5, 15 min) before: {load[:3]}, after: {load[3:]} on {os.cpu_count()} CPUs")
     doc = {"windows": len(files), "shards": len(index["shards"]), "buckets": index["buckets"],
-           "passes": args.passes, "cpus": os.cpu_count(), "machine": platform.machine(),
+           "passes": args.passes, "cpus": os.cpu_count(), "load_average_before_after": load,
+           "machine": platform.machine(),
            "python": platform.python_version(), "target_ratio": 0.8, "results": best}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(doc, indent=1))
