@@ -6,9 +6,10 @@
   pooling) for the built-in perceptual embedding, a tiny random-weight open_clip model
   and the ViT-B-32 architecture with random weights (pretrained=None) — the same compute
   as the real ViT-B-32, which is what throughput depends on.
-* caption: clips/s of the endpoint backend against the local OpenAI-compatible test
-  server with a fixed 50 ms latency per request, at concurrency 1, 4 and 16 (frames are
-  sampled and JPEG-encoded for real; the server decodes every image).
+* caption: the endpoint backend against the local OpenAI-compatible test server with a
+  fixed 50 ms latency per request, at concurrency 1, 4 and 16: clips/s of the whole stage
+  (frames sampled and JPEG-encoded for real) and requests/s of the backend alone on
+  frames sampled beforehand, next to the ideal concurrency / latency.
 
 Prints a table and writes benchmarks/results/embed_caption.json.
 """
@@ -65,9 +66,12 @@ def bench_embed(model_dir: str, model: str, n: int, batch: int) -> dict:
 
 
 def bench_caption(concurrency: int, n: int, latency_s: float) -> dict:
+    """Two figures: the whole stage (sample 8 frames of each clip, JPEG, requests) and the
+    endpoint backend alone on frames sampled beforehand (what concurrency buys)."""
+    from curator.models import vlm
     from stages.caption import CaptionStage
 
-    with FakeOpenAIServer(latency_s=latency_s) as server:
+    with FakeOpenAIServer(latency_s=latency_s, decode_images=False) as server:
         stage = stage_for(CaptionStage, ["stages.caption.backend=endpoint", f"stages.caption.endpoint.url={server.url}",
                                          f"stages.caption.endpoint.concurrency={concurrency}",
                                          "stages.caption.model=bench"])
@@ -75,11 +79,21 @@ def bench_caption(concurrency: int, n: int, latency_s: float) -> dict:
         rows = clip_rows(n)
         t0 = time.perf_counter()
         out = stage.process(rows)  # one batch: the stage fans it out over `concurrency` requests
-        el = time.perf_counter() - t0
+        stage_s = time.perf_counter() - t0
         assert all(r["caption"] for r in out)
+        from curator.media.decode import sample_frames
+
+        frames, idx = sample_frames(rows[0]["mp4"], 8, vlm.frame_size(stage.config, 320, 240), num_frames=100)
+        jobs = [vlm.CaptionJob(f"j{i}", frames, idx) for i in range(n)]
+        t0 = time.perf_counter()
+        res = stage.backend.caption(jobs)
+        backend_s = time.perf_counter() - t0
+        assert all(r.ok for r in res)
         peak = server.max_in_flight
-    return {"concurrency": concurrency, "requests": n, "latency_s": latency_s, "seconds": round(el, 3),
-            "clips_per_s": round(n / el, 2), "peak_in_flight": peak}
+    return {"concurrency": concurrency, "requests": n, "latency_s": latency_s,
+            "stage_seconds": round(stage_s, 3), "stage_clips_per_s": round(n / stage_s, 2),
+            "backend_seconds": round(backend_s, 3), "backend_requests_per_s": round(n / backend_s, 2),
+            "ideal_requests_per_s": round(concurrency / latency_s, 1), "peak_in_flight": peak}
 
 
 def main() -> int:
@@ -92,7 +106,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+                                 "python": platform.python_version(),
                                  "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
                      "embed": [], "caption": []}
     with tempfile.TemporaryDirectory() as d:
@@ -108,10 +123,15 @@ def main() -> int:
     for r in results["embed"]:
         print(f"  {r['model']:34s} {r['clips_per_s']:8.2f} {r['seconds']:7.2f} {r['load_s']:7.2f}")
     print(f"captions, endpoint backend vs local server ({args.latency * 1000:.0f} ms per request), "
-          f"{args.requests} clips")
-    print(f"  {'concurrency':>11s} {'clips/s':>8s} {'s':>7s} {'peak in flight':>15s}")
+          f"{args.requests} clips, frames 448x336 JPEG")
+    print(f"  {'concurrency':>11s} {'stage clips/s':>14s} {'backend req/s':>14s} {'ideal req/s':>12s} "
+          f"{'peak in flight':>15s}")
     for r in results["caption"]:
-        print(f"  {r['concurrency']:11d} {r['clips_per_s']:8.2f} {r['seconds']:7.2f} {r['peak_in_flight']:15d}")
+        print(f"  {r['concurrency']:11d} {r['stage_clips_per_s']:14.2f} {r['backend_requests_per_s']:14.2f} "
+              f"{r['ideal_requests_per_s']:12.1f} {r['peak_in_flight']:15d}")
+    results["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(f"load average (1 min) at start / end: {results['machine']['load_avg_1m_at_start']} / "
+          f"{results['machine']['load_avg_1m_at_end']} on {os.cpu_count()} cores (a shared machine slows every figure)")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(results, fh, indent=1)

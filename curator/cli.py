@@ -30,7 +30,8 @@ def _setup_logging(level: str) -> None:
 # --------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from curator import pipeline as pl
-    from curator.driver import Progress, execute
+    from curator.driver import execute
+    from curator.progress import Progress
     from curator.runners import make_runner
 
     run_over: dict[str, Any] = {}
@@ -38,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_over["address"] = args.address
     if args.runner:
         run_over["runner"] = args.runner
+    if args.only_failed:
+        run_over["only_failed"] = True
     cfg = _load(args, input=args.input, output=args.output)
     if run_over:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
@@ -47,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in reqs:
             print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
     runner = make_runner(cfg)
-    summary = execute(pipeline, runner, force=args.force, progress=Progress())
+    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return 0
 
@@ -167,6 +170,74 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_dir(args: argparse.Namespace) -> str:
+    import os
+
+    if args.model_dir:
+        return os.path.expanduser(args.model_dir)
+    return os.path.expanduser(_load(args).models.dir)
+
+
+def _config_models(cfg: PipelineConfig) -> list[str]:
+    """Models the enabled stages of this config read from the model directory."""
+    st = cfg.stages
+    names = []
+    if "embed" in st.order and st.embed.enabled and st.embed.model != "perceptual":
+        names.append(st.embed.model)
+    if "caption" in st.order and st.caption.enabled and st.caption.backend != "endpoint":
+        names.append(st.caption.model)
+    return names
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from curator.models import registry
+
+    model_dir = _model_dir(args)
+    if args.action == "list":
+        names = list(registry.KNOWN) + [n for n in registry.installed(model_dir) if n not in registry.KNOWN]
+        print(f"model directory: {model_dir}")
+        for name in names:
+            st = registry.status(name, model_dir)
+            size = f"~{st.size_mb:,.0f} MB" if st.size_mb else ""
+            mark = "present" if st.present else "missing"
+            print(f"  {mark:8s} {name:42s} {size:>10s}  {st.path}")
+            if st.description:
+                print(f"           {st.description}")
+        return 0
+    if args.action == "check":
+        names = args.names or _config_models(_load(args))
+        if not names:
+            print("the configured stages need no model from the model directory")
+            return 0
+        bad = 0
+        for name in names:
+            try:
+                st = registry.status(name, model_dir)
+            except registry.ModelError as exc:
+                print(f"INVALID  {exc}")
+                bad += 1
+                continue
+            if st.present:
+                print(f"ok       {name}: {st.path}")
+            else:
+                bad += 1
+                print(f"MISSING  {name}: " + ", ".join(st.missing))
+                print(f"         fix: {registry.download_command(name, args.model_dir)}")
+        return 1 if bad else 0
+    # download
+    for name in args.names:
+        try:
+            dest = registry.model_path(name, model_dir)
+            if args.dry_run:
+                print(f"{name}: would download from {registry.spec_for(name).source} into {dest}")
+                continue
+            registry.download(name, model_dir)
+        except registry.ModelError as exc:
+            print(f"curator: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="curator", description=__doc__)
@@ -178,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
+    p.add_argument("--only-failed", action="store_true",
+                   help="redo only the videos that ended with an error in an earlier run into this output")
     _config_args(p)
     p.set_defaults(fn=cmd_run)
 

@@ -4,54 +4,36 @@ The runner (local or Ray) turns a stream of input rows into a stream of processe
 everything around that is the same for both and lives here:
 
     prepare output (config.yaml, config-hash check)
-      -> list inputs (lazy, paginated)
+      -> list inputs (lazy, paginated) into listing parts under _work/
       -> runner.stream(...)   rows of videos and clips, in any order
       -> Collector: a video is finished when its row and all its clips have arrived;
          its rows are written as one manifest part (the completion marker)
-      -> consolidate manifest.parquet -> shard -> summary.json
+      -> account for videos no worker returned (crashed / killed / timed out)
+      -> consolidate manifest.parquet -> shard -> metrics.json, summary.json
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-import pyarrow as pa
 import yaml
 
-from curator import manifest, storage
+from curator import manifest, metrics, storage
 from curator.config import PipelineConfig
 from curator.pipeline import Pipeline, PipelineError
-from curator.records import OK, SKIPPED, Row, new_video_row
+from curator.listing import InputNotFound, Listing, clear_work, list_inputs, write_listing
+from curator.progress import NullProgress, Progress
+from curator.records import OK, SKIPPED, Reason, Row, stop
 
 log = logging.getLogger("curator")
 
 CONFIG_NAME = "config.yaml"
 SUMMARY_NAME = "summary.json"
-
-
-# ------------------------------------------------------------------------- inputs
-def list_inputs(input_uri: str, extensions: list[str], page_size: int | None = None) -> Iterator[Row]:
-    """Input rows, lazily, in key order. A single object is an input of its own."""
-    uri = storage.normalize(input_uri)
-    single = storage.local_path(uri)
-    import os
-
-    if single is not None and os.path.isfile(single):
-        yield new_video_row(uri, os.path.basename(single))
-        return
-    prefix = uri if uri.endswith("/") else uri + "/"
-    found = False
-    for info in storage.list_objects(prefix, suffixes=extensions, page_size=page_size):
-        found = True
-        yield new_video_row(info.uri, storage.relative(prefix, info.uri))
-    if not found and single is not None and not os.path.isdir(single):
-        raise PipelineError(f"input not found: {storage.display(uri)}")
 
 
 # ---------------------------------------------------------------------- collector
@@ -60,6 +42,7 @@ class Summary:
     videos: int = 0
     videos_ok: int = 0
     videos_resumed: int = 0
+    videos_lost: int = 0
     clips: int = 0
     clips_kept: int = 0
     rejects: dict[str, int] = field(default_factory=dict)  # "stage/reason" -> count
@@ -71,7 +54,8 @@ class Summary:
     def format(self) -> str:
         lines = [
             f"videos in:   {self.videos} ({self.videos_ok} produced clips"
-            + (f", {self.videos_resumed} finished earlier" if self.videos_resumed else "") + ")",
+            + (f", {self.videos_resumed} finished earlier" if self.videos_resumed else "")
+            + (f", {self.videos_lost} lost by workers" if self.videos_lost else "") + ")",
             f"clips:       {self.clips} cut, {self.clips_kept} kept",
             f"shards:      {self.shards} ({self.shard_samples} samples)",
         ]
@@ -87,12 +71,13 @@ class Summary:
 class Collector:
     """Groups streamed rows by video and writes each finished video as a manifest part."""
 
-    def __init__(self, pipeline: Pipeline, progress: "Progress | None" = None):
+    def __init__(self, pipeline: Pipeline, progress: Progress | None = None):
         self.pipeline = pipeline
         self.schema = pipeline.schema
         self.pending: dict[str, dict[str, Any]] = {}
-        self.progress = progress
+        self.progress = progress or NullProgress()
         self.counts: Counter[str] = Counter()
+        self.video_rows = 0
 
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
@@ -100,6 +85,7 @@ class Collector:
             entry = self.pending.setdefault(vid, {"video": None, "clips": []})
             if row["kind"] == "video":
                 entry["video"] = row
+                self.video_rows += 1
             else:
                 entry["clips"].append(row)
             self._maybe_finish(vid, entry)
@@ -117,16 +103,15 @@ class Collector:
     def _write(self, video: Row, clips: list[Row]) -> None:
         if video.get("status") == SKIPPED:
             self.counts["videos_resumed"] += 1
-            if self.progress:
-                self.progress.video_done(0, 0, resumed=True)
+            self.progress.video_done(0, 0, 0, resumed=True)
             return
         manifest.write_part(self.pipeline.ctx.output_uri, video["video_id"], [video] + clips, self.schema)
         kept = sum(1 for c in clips if c.get("status") == OK)
+        rejects = sum(1 for r in [video] + clips if r.get("status") not in (OK, SKIPPED))
         self.counts["videos"] += 1
         self.counts["clips"] += len(clips)
         self.counts["clips_kept"] += kept
-        if self.progress:
-            self.progress.video_done(len(clips), kept)
+        self.progress.video_done(len(clips), kept, rejects)
 
     def finish(self) -> None:
         """End of stream: anything still pending is written as it is, with a warning."""
@@ -138,37 +123,6 @@ class Collector:
             log.warning("video %s: %d of %s clips arrived", vid, len(entry["clips"]), video.get("num_clips"))
             del self.pending[vid]
             self._write(video, entry["clips"])
-
-
-# ----------------------------------------------------------------------- progress
-class Progress:
-    """Periodic one-line progress on stderr."""
-
-    def __init__(self, every_s: float = 10.0, stream: Any = None):
-        self.every_s = every_s
-        self.stream = stream or sys.stderr
-        self.t0 = time.monotonic()
-        self.last = self.t0
-        self.videos = self.clips = self.kept = self.resumed = 0
-
-    def video_done(self, clips: int, kept: int, resumed: bool = False) -> None:
-        if resumed:
-            self.resumed += 1
-        else:
-            self.videos += 1
-            self.clips += clips
-            self.kept += kept
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            self.emit()
-
-    def emit(self, prefix: str = "progress") -> None:
-        el = max(1e-6, time.monotonic() - self.t0)
-        print(f"[curator] {prefix}: {self.videos} videos ({self.videos / el:.2f}/s), "
-              f"{self.clips} clips, {self.kept} kept"
-              + (f", {self.resumed} done earlier" if self.resumed else "")
-              + f", {el:.0f} s", file=self.stream, flush=True)
 
 
 # ---------------------------------------------------------------------- the run
@@ -198,7 +152,7 @@ def clear_output(output_uri: str) -> None:
     for sub in ("staging/", "shards/"):
         for info in storage.list_objects(storage.join(output_uri, sub) + "/"):
             storage.delete(info.uri)
-    for name in (manifest.MANIFEST_NAME, SUMMARY_NAME, CONFIG_NAME):
+    for name in (manifest.MANIFEST_NAME, SUMMARY_NAME, CONFIG_NAME, metrics.METRICS_NAME):
         storage.delete(storage.join(output_uri, name))
 
 
@@ -230,7 +184,8 @@ def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
 
 
 def shard(output_uri: str, config: PipelineConfig,
-          map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]) -> list[dict[str, Any]]:
+          map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]],
+          on_shard: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Plan shards from the manifest and write them with `map_fn` (the runner's parallel map).
 
     One pass over the manifest feeds every split and profile; then the split indexes,
@@ -249,7 +204,11 @@ def shard(output_uri: str, config: PipelineConfig,
     except shard_stage.ShardError as exc:
         raise PipelineError(str(exc)) from None
     stats = shard_stage.ManifestStats()
-    results = list(map_fn(write, planner.plan(stats.tally(manifest_rows(output_uri, pf)))))
+    results = []
+    for r in map_fn(write, planner.plan(stats.tally(manifest_rows(output_uri, pf)))):
+        results.append(r)
+        if on_shard:
+            on_shard()
     indexes = shard_stage.build_indexes(results, config.shard)
     index_uris = [shard_stage.split_index_uri(output_uri, s, p) for s, p in indexes]
     shard_stage.remove_stale(output_uri, [r["shard"] for r in results], keep=index_uris)
@@ -298,28 +257,61 @@ def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list
     return s
 
 
+def account_for_lost(pipeline: Pipeline, listing: Listing, collector: Collector) -> int:
+    """Videos that were listed but came back from no worker (a crash, a kill, a hang past
+    its timeout, a block Ray gave up on) get an error row, so the manifest is complete
+    and a rerun retries them. Checked only when fewer video rows came back than listed."""
+    if collector.video_rows >= listing.count:
+        return 0
+    lost = 0
+    for row in listing.rows():
+        if storage.exists(manifest.part_uri(pipeline.ctx.output_uri, row["video_id"])):
+            continue
+        stop(row, "runner", Reason.LOST,
+             "no result came back from the workers (crashed, killed, or past its timeout); "
+             "see the Ray logs; a rerun retries it")
+        collector.add([row])
+        lost += 1
+    if lost:
+        log.error("%d videos were lost by the workers; they are in the manifest with reason %r", lost, Reason.LOST)
+    return lost
+
+
 def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: Progress | None = None) -> Summary:
     """Run a built pipeline with a runner; the same code path for local and Ray."""
     ctx = pipeline.ctx
+    progress = progress or NullProgress()
     t0 = time.monotonic()
     storage.configure(ctx.config.storage)
     if force:
         clear_output(ctx.output_uri)
     prepare_output(pipeline, force=force)
     log.info("%s", pipeline.describe())
-    inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions)
+    clear_work(ctx.output_uri)  # listing parts left by an interrupted run
+    try:
+        inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions, ctx.config.storage.list_page_size)
+        listing = write_listing(ctx.output_uri, ctx.run_id, inputs, ctx.config.run.listing_part_size)
+    except InputNotFound as exc:
+        raise PipelineError(str(exc)) from None
+    progress.start(listing.count)
     collector = Collector(pipeline, progress)
-    for rows in runner.stream(pipeline, inputs):
+    for rows in runner.stream(pipeline, listing):
         collector.add(rows)
     collector.finish()
+    lost = account_for_lost(pipeline, listing, collector)
+    clear_work(ctx.output_uri)
+    progress.set_phase("consolidating manifest")
     manifest.consolidate(ctx.output_uri, pipeline.schema)
-    results = shard(ctx.output_uri, ctx.config, runner.map) if ctx.config.run.shard else []
-    summary = summarize(ctx.output_uri, time.monotonic() - t0, collector.counts["videos_resumed"], results)
+    results: list[dict[str, Any]] = []
+    if ctx.config.run.shard:
+        progress.set_phase("sharding")
+        results = shard(ctx.output_uri, ctx.config, runner.map, on_shard=progress.shard_done)
+    progress.close()
+    wall = time.monotonic() - t0
+    summary = summarize(ctx.output_uri, wall, collector.counts["videos_resumed"], results)
+    summary.videos_lost = lost
+    metrics.write(ctx.output_uri, metrics.compute(ctx.output_uri, [s.name for s in pipeline.specs], wall,
+                                                   {"summary": asdict(summary)}))
     storage.write_bytes(storage.join(ctx.output_uri, SUMMARY_NAME),
                         json.dumps(asdict(summary), indent=1, sort_keys=True).encode())
     return summary
-
-
-def strip_transient(rows: list[Row], schema: pa.Schema) -> list[Row]:
-    names = set(schema.names)
-    return [{k: v for k, v in r.items() if k in names} for r in rows]

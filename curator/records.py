@@ -46,6 +46,7 @@ class Reason:
     TIMEOUT = "timeout"
     STAGE_FAILED = "stage_failed"
     STORAGE = "storage_error"
+    LOST = "lost"  # no worker returned the video (crash, kill, timeout)
 
 
 SPAN = pa.struct([
@@ -108,8 +109,12 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("clip_uri", pa.string()),
     ("encoder", pa.string()),
     ("checks", pa.list_(CHECK)),
-    ("timings", pa.map_(pa.string(), pa.float64())),
+    ("timings", pa.map_(pa.string(), pa.float64())),  # busy seconds per stage
+    ("finished_at", pa.map_(pa.string(), pa.float64())),  # wall-clock time each stage finished the row
 ]
+
+#: columns that differ between two runs over the same input (everything else is equal)
+RUN_VARYING = ("timings", "finished_at")
 
 #: Columns that travel between stages but never reach the manifest (bytes).
 TRANSIENT_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -188,10 +193,14 @@ def stop(row: Row, stage: str, reason: str, detail: str, status: str = ERROR) ->
     return row
 
 
-def add_timing(row: Row, stage: str, seconds: float) -> None:
+def add_timing(row: Row, stage: str, seconds: float, finished_at: float | None = None) -> None:
     t = dict(row.get("timings") or {})
     t[stage] = round(t.get(stage, 0.0) + seconds, 6)
     row["timings"] = t
+    if finished_at is not None:
+        f = dict(row.get("finished_at") or {})
+        f[stage] = round(finished_at, 3)
+        row["finished_at"] = f
 
 
 def is_active(row: Row, kind: str | None = None) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Iterable
 import pyarrow as pa
 
 from curator.config import PipelineConfig, Resources, StageConfig
+from curator.deadline import ItemTimeout, deadline
 from curator.records import Reason, Row, add_timing, is_active, stop
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,17 @@ class Stage:
         t0 = time.perf_counter()
         active = [batch[i] for i in active_idx]
         try:
-            results = self.process_rows(active)
+            with deadline(self.ctx.config.run.item_timeout_s * len(active)):
+                results = self.process_rows(active)
+        except ItemTimeout as exc:  # a batch-level stage ran out of time
+            results = [[stop(r, self.name, Reason.TIMEOUT, str(exc))] for r in active]
         except Exception as exc:  # a whole-batch failure: every active row gets the reason
             log.exception("stage %s failed on a batch of %d", self.name, len(active))
             results = [[stop(r, self.name, Reason.STAGE_FAILED, f"{type(exc).__name__}: {exc}")] for r in active]
         elapsed = time.perf_counter() - t0
         self.stats.busy_s += elapsed
         per_row = elapsed / max(1, len(active))
+        now = time.time()
         out: list[Row] = []
         by_pos = dict(zip(active_idx, results))
         for i, row in enumerate(batch):
@@ -137,7 +142,7 @@ class Stage:
                 out.append(row)
                 continue
             for r in produced:
-                add_timing(r, self.name, per_row / max(1, len(produced)))
+                add_timing(r, self.name, per_row / max(1, len(produced)), now)
                 if r.get("status") != "ok" and r.get("stage") == self.name:
                     key = r.get("reason") or "unknown"
                     self.stats.stopped[key] = self.stats.stopped.get(key, 0) + 1
@@ -149,9 +154,16 @@ class Stage:
         """One list of output rows per input row. Default: `process_row` per row with
         per-row error capture, so one bad item never fails its neighbours."""
         out = []
+        limit = self.ctx.config.run.item_timeout_s
         for row in rows:
             try:
-                res = self.process_row(row)
+                with deadline(limit):
+                    res = self.process_row(row)
+            except ItemTimeout as exc:
+                log.warning("stage %s: %s timed out", self.name, row.get("clip_id") or row.get("video_id"))
+                row.pop("video_bytes", None)
+                row.pop("mp4", None)
+                res = stop(row, self.name, Reason.TIMEOUT, str(exc))
             except Exception as exc:
                 log.warning("stage %s failed on %s: %s", self.name, row.get("clip_id") or row.get("video_id"), exc)
                 res = stop(row, self.name, Reason.STAGE_FAILED, f"{type(exc).__name__}: {exc}")

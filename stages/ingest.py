@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import IngestConfig
-from curator.media.probe import ProbeError, probe
-from curator.manifest import part_uri
-from curator.records import REJECTED, SKIPPED, Reason, Row, stop
+from curator.media.probe import Limits, ProbeError, probe
+from curator.manifest import part_uri, read_table
+from curator.records import ERROR, REJECTED, SKIPPED, Reason, Row, stop
 from curator.stage import Stage
 
 class IngestStage(Stage):
@@ -24,7 +24,9 @@ class IngestStage(Stage):
     def process_row(self, row: Row) -> Row:
         cfg = self.config
         uri = row["source_uri"]
-        if self.ctx.config.run.resume and storage.exists(part_uri(self.ctx.output_uri, row["video_id"])):
+        run = self.ctx.config.run
+        part = part_uri(self.ctx.output_uri, row["video_id"])
+        if run.resume and storage.exists(part) and not (run.only_failed and failed_before(part)):
             row["status"] = SKIPPED
             row["stage"] = self.name
             row["reason"] = "done_before"
@@ -41,24 +43,21 @@ class IngestStage(Stage):
                         f"{info.size / 1024**3:.1f} GiB > stages.ingest.max_size_gb={cfg.max_size_gb}",
                         status=REJECTED)
         local = storage.local_path(uri)
+        limits = Limits(cfg.max_pixels, cfg.max_duration_s, cfg.max_fps)
         try:
             if local is None:
                 data = storage.read_bytes(uri)
                 row["video_bytes"] = data
-                vi = probe(data)
+                vi = probe(data, limits=limits)
             else:
-                vi = probe(local)
+                vi = probe(local, limits=limits)
         except storage.StorageError as exc:
             return stop(row, self.name, Reason.STORAGE, str(exc))
         except ProbeError as exc:
-            return stop(row, self.name, exc.reason, exc.detail)
+            row.pop("video_bytes", None)
+            guard = exc.reason in (Reason.TOO_MANY_PIXELS, Reason.TOO_LONG)
+            return stop(row, self.name, exc.reason, exc.detail, status=REJECTED if guard else ERROR)
         row.update(vi.as_row())
-        if vi.width * vi.height > cfg.max_pixels:
-            return self._reject(row, Reason.TOO_MANY_PIXELS,
-                                f"{vi.width}x{vi.height} > stages.ingest.max_pixels={cfg.max_pixels}")
-        if vi.duration_s > cfg.max_duration_s:
-            return self._reject(row, Reason.TOO_LONG,
-                                f"{vi.duration_s:.0f} s > stages.ingest.max_duration_s={cfg.max_duration_s:.0f}")
         if vi.duration_s < cfg.min_duration_s:
             return self._reject(row, Reason.TOO_SHORT,
                                 f"{vi.duration_s:.2f} s < stages.ingest.min_duration_s={cfg.min_duration_s}")
@@ -68,3 +67,8 @@ class IngestStage(Stage):
         row.pop("video_bytes", None)
         return stop(row, self.name, reason, detail, status=REJECTED)
 
+
+
+def failed_before(part: str) -> bool:
+    """Did the finished video (its manifest part) end with an error anywhere?"""
+    return ERROR in read_table(part, columns=["status"]).column("status").to_pylist()

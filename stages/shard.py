@@ -45,8 +45,9 @@ from curator.media import windows as win
 
 log = logging.getLogger(__name__)
 
-#: manifest columns that never go into a sample's json (bytes, per-run timings, video-only)
-JSON_EXCLUDE = {"timings", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+#: manifest columns that never go into a sample's json: bytes, per-run timings, video-only
+#: columns, and the staging location (so shards do not depend on where the run wrote)
+JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
 
 PROFILES = ("wfm", "tokenizer")
 INDEX_NAME = "index.json"
@@ -225,8 +226,7 @@ class Planner:
         self.stats: dict[tuple[str, str], ProfileStats] = {
             (s, p): ProfileStats() for s in cfg.splits for p in cfg.profile}
         t = cfg.tokenizer
-        self.encode = {"fps": t.fps, "crf": t.crf, "preset": t.preset, "threads": t.threads,
-                       "x264_params": win.X264_PARAMS}
+        self.encode = {"fps": t.fps, "crf": t.crf, "preset": t.preset, "threads": t.threads}
 
     def plan(self, clips: Iterable[dict[str, Any]]) -> Iterator[ShardSpec]:
         open_: dict[tuple[str, str, str], ShardSpec] = {}
@@ -337,7 +337,7 @@ def _videos(spec: ShardSpec, group: list[Sample]) -> list[bytes]:
     return win.encode_windows(mp4, [s.window for s in group if s.window is not None],
                               src_fps=win.rate(row["clip_fps"]), dst_fps=win.rate(enc["fps"]),
                               size=(enc["width"], enc["height"]), crf=enc["crf"], preset=enc["preset"],
-                              threads=enc["threads"], x264_params=enc["x264_params"])
+                              threads=enc["threads"])
 
 
 def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import av
 import av.filter
 import numpy as np
 
+from curator.deadline import check as check_deadline
+
 log = logging.getLogger(__name__)
 
 Source = str | BinaryIO | bytes
@@ -120,6 +122,7 @@ def iter_frames(source: Source, *, stats: DecodeStats | None = None, threads: bo
                 t = last_t + 1e-3 if last_t >= 0 else 0.0
             last_t = t
             stats.frames = idx + 1
+            check_deadline()
             yield idx, t, frame
             idx += 1
     finally:

@@ -29,6 +29,15 @@ class ProbeError(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Header-level guards, checked before a single frame is decoded (hostile media)."""
+
+    max_pixels: int = 8192 * 8192
+    max_duration_s: float = 6 * 3600.0
+    max_fps: float = 1000.0
+
+
 @dataclass
 class VideoInfo:
     container: str
@@ -75,8 +84,11 @@ def _rotation(value: float | int | None) -> int:
     return int(round(float(value) / 90.0)) * 90 % 360
 
 
-def probe(source: str | BinaryIO | bytes, *, head: bytes | None = None) -> VideoInfo:
-    """Probe a path, file object or bytes. Raises ProbeError(reason, detail)."""
+def probe(source: str | BinaryIO | bytes, *, head: bytes | None = None, limits: Limits | None = None) -> VideoInfo:
+    """Probe a path, file object or bytes. Raises ProbeError(reason, detail).
+
+    Size, duration and frame-rate limits are checked on the headers, before anything is
+    decoded, so a 16k x 16k or a ten-day header costs nothing."""
     if isinstance(source, (bytes, bytearray)):
         head = bytes(source[:512])
         source = io.BytesIO(source)
@@ -94,12 +106,12 @@ def probe(source: str | BinaryIO | bytes, *, head: bytes | None = None) -> Video
     except av.error.FFmpegError as exc:
         raise ProbeError(Reason.UNREADABLE, f"cannot open container: {exc}") from None
     try:
-        return _probe_open(container)
+        return _probe_open(container, limits or Limits())
     finally:
         container.close()
 
 
-def _probe_open(container: Any) -> VideoInfo:
+def _probe_open(container: Any, limits: Limits) -> VideoInfo:
     fmt = container.format.name
     videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)] \
         if hasattr(av.stream, "Disposition") else list(container.streams.video)
@@ -116,6 +128,9 @@ def _probe_open(container: Any) -> VideoInfo:
     coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
     if coded_w <= 0 or coded_h <= 0:
         raise ProbeError(Reason.BAD_HEADER, f"video stream has no size ({coded_w}x{coded_h})")
+    if coded_w * coded_h > limits.max_pixels:
+        raise ProbeError(Reason.TOO_MANY_PIXELS,
+                         f"{coded_w}x{coded_h} > stages.ingest.max_pixels={limits.max_pixels} (not decoded)")
 
     tb = vs.time_base
     duration = 0.0
@@ -130,9 +145,12 @@ def _probe_open(container: Any) -> VideoInfo:
         avg = Fraction(num_frames) / Fraction(duration)
     if not avg or float(avg) <= 0:
         avg = nominal
-    if not avg or float(avg) <= 0 or float(avg) > 1000:
-        raise ProbeError(Reason.BAD_HEADER, f"unusable frame rate ({avg})")
+    if not avg or float(avg) <= 0 or float(avg) > limits.max_fps:
+        raise ProbeError(Reason.BAD_HEADER, f"unusable frame rate ({avg}; limit {limits.max_fps})")
     fps = float(avg)
+    if duration > limits.max_duration_s:
+        raise ProbeError(Reason.TOO_LONG,
+                         f"{duration:.0f} s > stages.ingest.max_duration_s={limits.max_duration_s:.0f} (not decoded)")
     vfr = bool(nominal and float(nominal) > 0 and abs(float(nominal) - fps) / float(nominal) > 0.01)
 
     # Decode the first frame: headers that parse but frames that do not are caught here.

@@ -82,18 +82,12 @@ def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int]:
     return sw + sw % 2, sh + sh % 2
 
 
-#: x264's macroblock tree gave run-to-run byte differences on small frames (e.g. 80x64)
-#: when decoding is interleaved with encoding; without it the bytes are reproducible
-X264_PARAMS = "mbtree=0"
-
-
 def encode_windows(source: Source, wins: Sequence[Window], *, src_fps: Fraction, dst_fps: Fraction,
-                   size: tuple[int, int], crf: int = 18, preset: str = "veryfast", threads: int = 1,
-                   x264_params: str | None = X264_PARAMS) -> list[bytes]:
+                   size: tuple[int, int], crf: int = 18, preset: str = "veryfast", threads: int = 1) -> list[bytes]:
     """Decode `source` once and encode each window as an mp4 of exactly `frames` frames at
     `dst_fps` and `size`. A source that ends early repeats its last frame (the windows were
     planned from the manifest's frame count). Frame types are the encoder's own choice
-    (the source's I/P/B flags are cleared)."""
+    (the source's I/P/B flags are cleared); bytes are reproducible (see X264Writer)."""
     if not wins:
         return []
     out_w, out_h = size
@@ -110,7 +104,7 @@ def encode_windows(source: Source, wins: Sequence[Window], *, src_fps: Fraction,
             if w.start <= j < w.start + w.frames:
                 wr = writers.get(i)
                 if wr is None:
-                    wr = writers[i] = X264Writer(out_w, out_h, dst_fps, crf, preset, threads, x264_params)
+                    wr = writers[i] = X264Writer(out_w, out_h, dst_fps, crf, preset, threads)
                 wr.write(frame)
                 if j + 1 == w.start + w.frames:
                     results[i] = writers.pop(i).finish()

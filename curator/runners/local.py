@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
+from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
 from curator.stage import Stage
@@ -22,11 +23,11 @@ class LocalRunner:
             self._stages = [spec.build(pipeline.ctx) for spec in pipeline.specs]
         return self._stages
 
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         stages = self.stages(pipeline)
         flow = pipeline.flow_schema
         manifest_names = set(pipeline.schema.names)
-        for video in inputs:
+        for video in listing.rows():
             rows = to_table([video], flow).to_pylist()
             for stage in stages:
                 size = stage.resources.batch_size

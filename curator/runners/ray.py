@@ -10,24 +10,23 @@ video row out into its clip rows (``map_batches`` may return more rows than it g
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from curator import storage
 from curator.config import RunConfig
+from curator.deadline import Watchdog
+from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
 
 log = logging.getLogger(__name__)
-
-RETRIES = 3
-
 
 def _project_root() -> str:
     import curator
@@ -64,7 +63,8 @@ class StageActor:
         self.schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return to_table(self.stage.process(batch.to_pylist()), self.schema)
+        with _watchdog(self.stage, batch.num_rows):
+            return to_table(self.stage.process(batch.to_pylist()), self.schema)
 
 
 _TASK_STAGES: dict[str, Stage] = {}
@@ -76,72 +76,83 @@ def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Sch
     stage = _TASK_STAGES.get(key)
     if stage is None:
         stage = _TASK_STAGES[key] = spec.build(ctx)
-    return to_table(stage.process(batch.to_pylist()), schema)
+    with _watchdog(stage, batch.num_rows):
+        return to_table(stage.process(batch.to_pylist()), schema)
+
+
+def _watchdog(stage: Stage, rows: int) -> Watchdog:
+    """Hard limit for a batch: twice the cooperative per-item limits, plus a minute."""
+    limit = stage.ctx.config.run.item_timeout_s
+    return Watchdog(2 * limit * max(1, rows) + 60, f"stage {stage.name} on a batch of {rows}")
 
 
 def read_listing_part(item: dict[str, Any]) -> list[Row]:
-    return [json.loads(line) for line in storage.read_bytes(item["uri"]).decode().splitlines() if line]
+    return read_part(item["uri"])
+
+
+def fit_actor_cpus(stages: list[Stage], cluster_cpus: float, embedded: bool) -> float:
+    """The factor to scale actor CPU reservations by so that every actor pool at its
+    minimum size plus the widest task still fits the cluster; otherwise the pools hold all
+    CPUs and the task stages between them never run (the job hangs).
+
+    On an embedded Ray the reservations are scaled down (with a warning); on a cluster,
+    which may autoscale, only a warning is given."""
+    pools = sum(s.resources.min_actors * s.resources.num_cpus for s in stages if s.stateful)
+    widest_task = max((s.resources.num_cpus for s in stages if not s.stateful), default=0.0)
+    if not pools or pools + widest_task <= cluster_cpus:
+        return 1.0
+    if not embedded:
+        log.warning("actor pools reserve %.1f CPUs at their minimum size and tasks need %.1f more, but the "
+                    "cluster has %.1f now; this runs only if the cluster scales up", pools, widest_task, cluster_cpus)
+        return 1.0
+    room = max(cluster_cpus - widest_task, 0.1 * cluster_cpus)
+    factor = room / pools
+    log.warning("actor pools would reserve %.1f of this machine's %.0f CPUs; scaling their reservations by %.2f "
+                "so the task stages can run (set stages.<name>.resources to choose yourself)",
+                pools, cluster_cpus, factor)
+    return factor
 
 
 # ----------------------------------------------------------------------- runner
 class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
+        self._actor_cpu_scale = 1.0
 
-    def _listing_parts(self, pipeline: Pipeline, inputs: Iterable[Row]) -> list[str]:
-        """Write the listing in parts under the output (workers read them; the driver
-        never holds more than one part)."""
-        ctx = pipeline.ctx
-        size = self.cfg.listing_part_size
-        parts: list[str] = []
-        buf: list[str] = []
-
-        def flush() -> None:
-            uri = storage.join(ctx.output_uri, "_work", ctx.run_id, "listing", f"part-{len(parts):06d}.jsonl")
-            storage.write_bytes(uri, ("\n".join(buf) + "\n").encode())
-            parts.append(uri)
-            buf.clear()
-
-        for row in inputs:
-            buf.append(json.dumps(row))
-            if len(buf) >= size:
-                flush()
-        if buf:
-            flush()
-        return parts
-
-    def stream(self, pipeline: Pipeline, inputs: Iterable[Row]) -> Iterator[list[Row]]:
+    def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         import ray
         import ray.data
 
         init_ray(self.cfg)
         ctx = pipeline.ctx
-        parts = self._listing_parts(pipeline, inputs)
+        parts = listing.parts
         if not parts:
             return
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = sys.stderr.isatty()
         dctx.execution_options.preserve_order = False
+        # a block that still fails after its retries is dropped, not fatal: the driver
+        # records its videos as lost (and a rerun retries them)
+        dctx.max_errored_blocks = self.cfg.max_failed_blocks
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        self._actor_cpu_scale = fit_actor_cpus([spec.build(ctx) for spec in pipeline.specs],
+                                               ray.cluster_resources().get("CPU", 0.0), embedded=not self.cfg.address)
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
-        finally:
-            for uri in parts:
-                storage.delete(uri)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
 
     def _apply(self, ds: Any, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> Any:
         import ray.data
 
         stage = spec.build(ctx)
         res = stage.resources
+        cpus = res.num_cpus * (self._actor_cpu_scale if stage.stateful else 1.0)
         kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow",
-                                      num_cpus=res.num_cpus, zero_copy_batch=True)
+                                      num_cpus=cpus, zero_copy_batch=True)
         if res.num_gpus:
             kwargs["num_gpus"] = res.num_gpus
         if res.memory_gb:
@@ -152,21 +163,29 @@ class RayRunner:
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.
         ds = ds.repartition(target_num_rows_per_block=res.batch_size)
-        if stage.stateful:
-            return ds.map_batches(
-                StageActor,
-                fn_constructor_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
-                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max(res.min_actors, res.max_actors)),
-                **kwargs,
-            )
-        return ds.map_batches(stage_task, fn_kwargs={"spec": spec, "ctx": ctx, "schema": schema}, **kwargs)
+        retries = self.cfg.task_retries
+        with warnings.catch_warnings():
+            # Ray 2.60 marks retry arguments as deprecated but offers no named replacement
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if stage.stateful:
+                # bounded retries: Ray Data's default (-1) would retry a poisoned item forever
+                return ds.map_batches(
+                    StageActor,
+                    fn_constructor_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
+                    compute=ray.data.ActorPoolStrategy(min_size=res.min_actors,
+                                                       max_size=max(res.min_actors, res.max_actors)),
+                    max_restarts=-1, max_task_retries=retries,
+                    **kwargs,
+                )
+            return ds.map_batches(stage_task, fn_kwargs={"spec": spec, "ctx": ctx, "schema": schema},
+                                  max_retries=retries, **kwargs)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
         """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
         import ray
 
         init_ray(self.cfg)
-        remote = ray.remote(num_cpus=0.5, max_retries=RETRIES)(_call)
+        remote = ray.remote(num_cpus=0.5, max_retries=self.cfg.task_retries)(_call)
         pending: list[Any] = []
         for item in items:
             pending.append(remote.remote(fn, item))

@@ -155,10 +155,10 @@ class FakeOpenAIServer:
                            temperature=doc.get("temperature"), top_p=doc.get("top_p"), authorization=auth,
                            extra={k: v for k, v in doc.items() if k not in known})
 
-    def _reply(self, h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str = "application/json") -> None:
+    def _reply(self, h: BaseHTTPRequestHandler, code: int, body: bytes) -> None:
         try:
             h.send_response(code)
-            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(body)))
             if code == 429:
                 h.send_header("Retry-After", "0")
@@ -172,42 +172,42 @@ class FakeOpenAIServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if not h.path.rstrip("/").endswith("/chat/completions"):
-                self._reply(h, 404, b'{"error": {"message": "not found"}}')
-                return
-            length = int(h.headers.get("Content-Length") or 0)
-            try:
-                doc = json.loads(h.rfile.read(length))
-                req = self._parse(doc, h.headers.get("Authorization"))
-            except Exception as exc:
-                self._reply(h, 400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode())
-                return
-            with self.lock:
-                self.requests.append(req)
-            action = self.behaviour(req) if self.behaviour else "ok"
-            if self.latency_s:
-                time.sleep(self.latency_s)
-            if action == "hang":
-                time.sleep(self.hang_s)
-                action = "ok"
-            if action in ("500", "429", "400", "503"):
-                self._reply(h, int(action), json.dumps({"error": {"message": f"injected {action}"}}).encode())
-            elif action == "malformed":
-                self._reply(h, 200, b'{"choices": [ {"message": ', "application/json")
-            elif action == "no_choices":
-                self._reply(h, 200, b'{"object": "chat.completion", "choices": []}')
-            else:
-                text = caption_for(req)
-                body = {
-                    "id": f"chatcmpl-{req.digest[:12]}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": req.model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": 0, "completion_tokens": len(text.split()), "total_tokens": 0},
-                }
-                self._reply(h, 200, json.dumps(body).encode())
-        finally:
+            code, body = self._respond(h)
+        finally:  # counted out before the answer leaves, so the client's next request cannot overlap it
             with self.lock:
                 self.in_flight -= 1
+        self._reply(h, code, body)
+
+    def _respond(self, h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        if not h.path.rstrip("/").endswith("/chat/completions"):
+            return 404, b'{"error": {"message": "not found"}}'
+        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            doc = json.loads(h.rfile.read(length))
+            req = self._parse(doc, h.headers.get("Authorization"))
+        except Exception as exc:
+            return 400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode()
+        with self.lock:
+            self.requests.append(req)
+        action = self.behaviour(req) if self.behaviour else "ok"
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if action == "hang":
+            time.sleep(self.hang_s)
+            action = "ok"
+        if action in ("500", "429", "400", "503"):
+            return int(action), json.dumps({"error": {"message": f"injected {action}"}}).encode()
+        if action == "malformed":
+            return 200, b'{"choices": [ {"message": '
+        if action == "no_choices":
+            return 200, b'{"object": "chat.completion", "choices": []}'
+        text = caption_for(req)
+        body = {
+            "id": f"chatcmpl-{req.digest[:12]}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": req.model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": len(text.split()), "total_tokens": 0},
+        }
+        return 200, json.dumps(body).encode()

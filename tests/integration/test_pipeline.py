@@ -16,8 +16,10 @@ from curator import manifest
 from curator.config import PipelineConfig
 from curator.driver import execute
 from curator.pipeline import build
+from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
 from curator.synth import make_audio_only, make_shots_video
+from stages.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +114,7 @@ def test_shards_open_with_webdataset_and_match_manifest(run_local):
             seen[sample["__key__"]] = meta
             row = kept[sample["__key__"]]
             expected = {k: v for k, v in row.items()
-                        if v is not None and k not in ("timings", "spans", "num_clips", "split_method", "num_shots")}
+                        if v is not None and k not in JSON_EXCLUDE}
             assert meta == json.loads(json.dumps(expected, default=str))
             assert len(sample["mp4"]) == row["clip_bytes"]
     assert set(seen) == set(kept)
@@ -125,15 +127,15 @@ def test_second_run_is_identical_and_resumes(run_local, corpus, tmp_path):
     other = tmp_path / "again"
     _run(_config(corpus, other))
     # another output folder: identical apart from timings and the clip URIs under it
-    a = pq.read_table(out / "manifest.parquet").drop(["timings", "clip_uri"])
-    b = pq.read_table(other / "manifest.parquet").drop(["timings", "clip_uri"])
+    a = pq.read_table(out / "manifest.parquet").drop([*RUN_VARYING, "clip_uri"])
+    b = pq.read_table(other / "manifest.parquet").drop([*RUN_VARYING, "clip_uri"])
     assert manifest.table_bytes(a) == manifest.table_bytes(b)
     names = lambda d: sorted(str(p.relative_to(d)) for p in (d / "shards").rglob("*.tar"))  # noqa: E731
     assert names(out) == names(other)
     # the same output again from scratch (--force): byte-identical apart from timings
-    first = pq.read_table(other / "manifest.parquet").drop(["timings"])
+    first = pq.read_table(other / "manifest.parquet").drop(list(RUN_VARYING))
     execute(build(_config(corpus, other)), LocalRunner(), force=True)
-    b = pq.read_table(other / "manifest.parquet").drop(["timings"])
+    b = pq.read_table(other / "manifest.parquet").drop(list(RUN_VARYING))
     assert manifest.table_bytes(first) == manifest.table_bytes(b)
 
     # rerunning into the same output processes nothing again
@@ -141,7 +143,7 @@ def test_second_run_is_identical_and_resumes(run_local, corpus, tmp_path):
     summary = _run(_config(corpus, other))
     assert summary.videos_resumed == 9
     assert {p: p.stat().st_mtime_ns for p in (other / "staging" / "videos").iterdir()} == before
-    c = pq.read_table(other / "manifest.parquet").drop(["timings"])
+    c = pq.read_table(other / "manifest.parquet").drop(list(RUN_VARYING))
     assert manifest.table_bytes(c) == manifest.table_bytes(b)
 
 

@@ -87,3 +87,22 @@ def test_odd_sizes_and_444_are_normalised(tmp_path):
 def test_downscale(media_dir):
     clip = transcode_spans(str(media_dir / "bikes.mp4"), [Span(0, 10, 0, 0.4)], max_short_side=136)[0]
     assert (clip.width, clip.height) == (320, 136)
+
+
+def test_encoding_is_bit_identical_across_processes(media_dir, tmp_path):
+    """libx264 reads heap memory it never wrote; the encoder must still give the same bytes
+    whatever the process allocated before (each child dirties its heap differently)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "junk = [os.urandom(int(sys.argv[2]) * 4096) for _ in range(50)]; del junk\n"
+        "from curator.media.encode import transcode_spans, Span\n"
+        "r = transcode_spans(sys.argv[1], [Span(0, 60, 0, 2.4), Span(137, 187, 5.48, 7.48)])\n"
+        "print(r[0].sha256, r[1].sha256)\n"
+    )
+    src = str(media_dir / "bikes.mp4")
+    outs = {subprocess.run([sys.executable, "-c", script, src, str(n)], capture_output=True, text=True,
+                           check=True).stdout.strip() for n in (1, 7, 33, 101)}
+    assert len(outs) == 1, outs

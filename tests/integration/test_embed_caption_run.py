@@ -22,7 +22,7 @@ from curator.testing.openai_server import FakeOpenAIServer, parse_caption
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,81 @@
+"""The input listing, written in parts under the output's work area.
+
+The driver lists the input lazily (page by page) and writes the rows in parts of
+`run.listing_part_size`; runners read the parts (Ray workers read them directly), so no
+process holds the whole listing. The parts also give the driver the exact number of
+inputs (for progress and ETA) and let it account for videos a crashed worker lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from curator import storage
+from curator.records import Row, new_video_row
+
+
+class InputNotFound(Exception):
+    pass
+
+
+def list_inputs(input_uri: str, extensions: list[str], page_size: int | None = None) -> Iterator[Row]:
+    """Input rows, lazily, in key order. A single object is an input of its own."""
+    uri = storage.normalize(input_uri)
+    single = storage.local_path(uri)
+    if single is not None and os.path.isfile(single):
+        yield new_video_row(uri, os.path.basename(single))
+        return
+    prefix = uri if uri.endswith("/") else uri + "/"
+    found = False
+    for info in storage.list_objects(prefix, suffixes=extensions, page_size=page_size):
+        found = True
+        yield new_video_row(info.uri, storage.relative(prefix, info.uri))
+    if not found and single is not None and not os.path.isdir(single):
+        raise InputNotFound(f"input not found: {storage.display(uri)}")
+
+
+def work_uri(output_uri: str, *parts: str) -> str:
+    return storage.join(output_uri, "_work", *parts)
+
+
+@dataclass
+class Listing:
+    parts: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def rows(self) -> Iterator[Row]:
+        for uri in self.parts:
+            yield from read_part(uri)
+
+
+def write_listing(output_uri: str, run_id: str, inputs: Iterable[Row], part_size: int) -> Listing:
+    listing = Listing()
+    buf: list[str] = []
+
+    def flush() -> None:
+        uri = work_uri(output_uri, run_id, "listing", f"part-{len(listing.parts):06d}.jsonl")
+        storage.write_bytes(uri, ("\n".join(buf) + "\n").encode())
+        listing.parts.append(uri)
+        buf.clear()
+
+    for row in inputs:
+        buf.append(json.dumps(row))
+        listing.count += 1
+        if len(buf) >= part_size:
+            flush()
+    if buf:
+        flush()
+    return listing
+
+
+def read_part(uri: str) -> list[Row]:
+    return [json.loads(line) for line in storage.read_bytes(uri).decode().splitlines() if line]
+
+
+def clear_work(output_uri: str) -> None:
+    """Remove the work area (listing parts) of this and earlier, interrupted runs."""
+    for info in storage.list_objects(work_uri(output_uri) + "/"):
+        storage.delete(info.uri)

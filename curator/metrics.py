@@ -1,0 +1,102 @@
+"""Per-stage metrics of a run, computed from its manifest (`metrics.json`).
+
+Every row records, per stage that acted on it, its busy seconds (`timings`) and when the
+stage finished it (`finished_at`). From those alone this module derives, per stage:
+items in / out, rejects by reason, busy time, throughput, and over time (in buckets of
+the run's wall clock) items finished and the queue in front of the stage (items its
+predecessor finished that it had not finished yet). Memory: aggregates only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from curator import manifest, storage
+
+METRICS_NAME = "metrics.json"
+BUCKETS = 40
+
+
+def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None) -> dict:
+    data = storage.read_bytes(manifest.manifest_uri(output_uri))
+    pf = pq.ParquetFile(io.BytesIO(data))
+    cols = ["kind", "status", "stage", "reason", "timings", "finished_at"]
+    items: Counter[str] = Counter()
+    busy: defaultdict[str, float] = defaultdict(float)
+    stopped: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    finish_times: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    kinds: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for batch in pf.iter_batches(batch_size=4096, columns=[c for c in cols if c in pf.schema_arrow.names]):
+        for row in batch.to_pylist():
+            for stage, secs in row.get("timings") or []:
+                items[stage] += 1
+                busy[stage] += secs
+                kinds[stage][row["kind"]] += 1
+            for stage, ts in row.get("finished_at") or []:
+                finish_times[(stage, row["kind"])].append(ts)
+            if row["status"] not in ("ok", "skipped") and row.get("stage"):
+                stopped[row["stage"]][row.get("reason") or "unknown"] += 1
+    all_ts = [t for ts in finish_times.values() for t in ts]
+    t0 = min(all_ts) if all_ts else 0.0
+    t1 = max(all_ts) if all_ts else 0.0
+    width = max((t1 - t0) / BUCKETS, 1e-6)
+
+    def curve(ts: list[float]) -> tuple[list[int], list[int]]:
+        per_bucket = [0] * BUCKETS
+        for t in ts:
+            per_bucket[min(BUCKETS - 1, int((t - t0) / width))] += 1
+        cumulative, acc = [], 0
+        for n in per_bucket:
+            acc += n
+            cumulative.append(acc)
+        return per_bucket, cumulative
+
+    stages: dict[str, Any] = {}
+    last_curve: dict[str, list[int]] = {}  # kind -> cumulative finishes of the latest stage seen
+    for name in stage_order:
+        kind = (kinds.get(name) or Counter({"video": 0})).most_common(1)[0][0] if kinds.get(name) else None
+        per_bucket, cumulative = curve(finish_times.get((name, kind), [])) if kind else ([0] * BUCKETS, None)
+        n_in = items.get(name, 0)
+        n_stop = sum(stopped[name].values())
+        entry = {
+            "items_in": n_in,
+            "items_out": n_in - n_stop,
+            "kinds": dict(kinds.get(name, {})),
+            "rejects": dict(stopped.get(name, {})),
+            "busy_s": round(busy.get(name, 0.0), 3),
+            "items_per_busy_s": round(n_in / busy[name], 3) if busy.get(name) else None,
+            "finished_per_bucket": per_bucket,
+        }
+        if kind and kind in last_curve and cumulative is not None:
+            # queued or in flight: finished by the previous stage (same kind of row), not yet by this one
+            entry["queue_per_bucket"] = [max(0, p - c) for p, c in zip(last_curve[kind], cumulative)]
+        if kind and cumulative is not None:
+            last_curve[kind] = cumulative
+            for other_kind in kinds.get(name, {}):  # a fan-out stage also starts the other kind's chain
+                if other_kind != kind:
+                    last_curve[other_kind] = curve(finish_times.get((name, other_kind), []))[1]
+        stages[name] = entry
+    doc = {
+        "wall_s": round(wall_s, 3),
+        "bucket_s": round(width, 3),
+        "started_at": t0,
+        "stages": stages,
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def write(output_uri: str, doc: dict) -> str:
+    uri = storage.join(output_uri, METRICS_NAME)
+    storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return uri
+
+
+def read(output_uri: str) -> dict:
+    return json.loads(storage.read_bytes(storage.join(output_uri, METRICS_NAME)))
