@@ -217,7 +217,8 @@ def shard(output_uri: str, config: PipelineConfig,
             "shard_config_hash": _hash(config.shard.model_dump(mode="json"))}
     shard_stage.write_indexes(output_uri, indexes, {"config_hash": info["run_config_hash"],
                                                     "shard_config_hash": info["shard_config_hash"],
-                                                    "profiles": list(config.shard.profile)})
+                                                    "profiles": list(config.shard.profile),
+                                                    "clips": planner.clips})
     shard_stage.write_card(output_uri, shard_stage.card(indexes, config.shard, planner, stats, info))
     return results
 

@@ -225,6 +225,7 @@ class Planner:
         self.selection = Selection(cfg.splits, columns)
         self.stats: dict[tuple[str, str], ProfileStats] = {
             (s, p): ProfileStats() for s in cfg.splits for p in cfg.profile}
+        self.clips = 0  # distinct clips with a sample in some split and profile
         t = cfg.tokenizer
         self.encode = {"fps": t.fps, "crf": t.crf, "preset": t.preset, "threads": t.threads}
 
@@ -234,6 +235,7 @@ class Planner:
         max_bytes = self.cfg.max_shard_mb * 1024 * 1024
         for c in clips:
             wfm_bucket = bucket_of(c["clip_width"], c["clip_height"], c["clip_duration_s"] or 0.0, self.cfg)
+            sampled = False
             for split in self.selection.select(c, wfm_bucket):
                 for profile in self.cfg.profile:
                     produced = self._samples(c, profile, wfm_bucket)
@@ -242,6 +244,7 @@ class Planner:
                         st.left_out[produced] += 1
                         continue
                     st.clips += 1
+                    sampled = True
                     for sample, bucket, nbytes in produced:
                         st.samples += 1
                         key = (split, profile, bucket)
@@ -256,6 +259,7 @@ class Planner:
                             sizes[key] = 0
                         cur.samples.append(sample)
                         sizes[key] += nbytes
+            self.clips += sampled
         for key in sorted(open_):
             if open_[key].samples:
                 yield open_[key]

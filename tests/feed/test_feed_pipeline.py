@@ -176,6 +176,7 @@ def test_splits_hold_the_right_clips(run):
     assert "`clip_duration_s >= 3.5`" in card and "at most 2 clips per bucket" in card
     top = json.loads((out / "shards" / "index.json").read_text())
     assert set(top["splits"]) == {"pretrain", "finetune"} and set(top["splits"]["pretrain"]) == {"wfm", "tokenizer"}
+    assert top["clips"] == len(kept)  # distinct clips over every split and profile (the report's funnel)
 
 
 def test_a_rule_on_a_missing_column_stops_before_writing(run, tmp_path):
