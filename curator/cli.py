@@ -128,10 +128,15 @@ def cmd_shard(args: argparse.Namespace) -> int:
     from curator.runners import make_runner
 
     cfg = _load(args, output=args.run)
-    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
     storage.configure(cfg.storage)
+    if not args.config:  # the run's own config.yaml is the base; --set overrides it
+        cfg = _run_config(args, cfg) or cfg
+        storage.configure(cfg.storage)
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
     results = shard(storage.normalize(args.run), cfg, make_runner(cfg).map)
-    print(f"{len(results)} shards, {sum(r['samples'] for r in results)} samples")
+    counts = ", ".join(f"{split}/{profile} {sum(r['samples'] for r in results if r['split'] == split and r['profile'] == profile)}"
+                       for split in cfg.shard.splits for profile in cfg.shard.profile)
+    print(f"{len(results)} shards, {sum(r['samples'] for r in results)} samples ({counts})")
     return 0
 
 
@@ -194,6 +199,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         cols = args.columns.split(",") if args.columns else None
         print(index.format_table(hits, cols))
+    return 0
+
+
+def _run_config(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig | None:
+    """The config a finished run recorded (config.yaml under its output), with --set applied."""
+    import tempfile
+
+    import yaml
+
+    from curator import storage
+    from curator.driver import CONFIG_NAME
+
+    try:
+        doc = yaml.safe_load(storage.read_bytes(storage.join(storage.normalize(args.run), CONFIG_NAME))) or {}
+    except storage.NotFound:
+        return None
+    doc.pop("_run", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:
+        yaml.safe_dump(doc, fh)
+        fh.flush()
+        return PipelineConfig.load(fh.name, args.overrides, output=args.run)
+
 
 def _model_dir(args: argparse.Namespace) -> str:
     import os
@@ -327,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.set_defaults(fn=cmd_config)
 
-    p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest")
+    p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest "
+                                     "(with the run's config.yaml unless --config is given; --set overrides)")
     p.add_argument("run", help="output URI of a run")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)

@@ -158,18 +158,25 @@ def clear_output(output_uri: str) -> None:
         storage.delete(storage.join(output_uri, name))
 
 
-def kept_clips(output_uri: str) -> Iterator[Row]:
-    """Kept clip rows of the consolidated manifest, in manifest order, batch by batch."""
+def manifest_rows(output_uri: str, pf: Any = None) -> Iterator[Row]:
+    """Every row of the consolidated manifest, in manifest order, batch by batch."""
+    for batch in (pf or _manifest_file(output_uri)).iter_batches(batch_size=2048):
+        yield from batch.to_pylist()
+
+
+def _manifest_file(output_uri: str) -> Any:
     import io
 
     import pyarrow.parquet as pq
 
-    data = storage.read_bytes(manifest.manifest_uri(output_uri))
-    pf = pq.ParquetFile(io.BytesIO(data))
-    for batch in pf.iter_batches(batch_size=2048):
-        for row in batch.to_pylist():
-            if row["kind"] == "clip" and row["status"] == OK and row.get("clip_uri"):
-                yield row
+    return pq.ParquetFile(io.BytesIO(storage.read_bytes(manifest.manifest_uri(output_uri))))
+
+
+def kept_clips(output_uri: str) -> Iterator[Row]:
+    """Kept clip rows of the consolidated manifest, in manifest order, batch by batch."""
+    for row in manifest_rows(output_uri):
+        if row["kind"] == "clip" and row["status"] == OK and row.get("clip_uri"):
+            yield row
 
 
 def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
@@ -181,7 +188,10 @@ def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
 def shard(output_uri: str, config: PipelineConfig,
           map_fn: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]],
           on_shard: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Plan shards from the manifest and write them with `map_fn` (the runner's parallel map)."""
+    """Plan shards from the manifest and write them with `map_fn` (the runner's parallel map).
+
+    One pass over the manifest feeds every split and profile; then the split indexes,
+    shards/index.json and the dataset card (shards/README.md) are written."""
     from stages import shard as shard_stage
 
     storage_cfg = config.storage
@@ -190,14 +200,28 @@ def shard(output_uri: str, config: PipelineConfig,
         storage.configure(storage_cfg)
         return shard_stage.write_shard(spec, output_uri, extra_files=sample_text_files)
 
-    specs = shard_stage.plan(kept_clips(output_uri), config.shard)
+    pf = _manifest_file(output_uri)
+    try:
+        planner = shard_stage.Planner(config.shard, pf.schema_arrow.names)
+    except shard_stage.ShardError as exc:
+        raise PipelineError(str(exc)) from None
+    stats = shard_stage.ManifestStats()
     results = []
-    for r in map_fn(write, specs):
+    for r in map_fn(write, planner.plan(stats.tally(manifest_rows(output_uri, pf)))):
         results.append(r)
         if on_shard:
             on_shard()
-    shard_stage.remove_stale(output_uri, [r["shard"] for r in results])
-    shard_stage.write_index(output_uri, results)
+    indexes = shard_stage.build_indexes(results, config.shard)
+    index_uris = [shard_stage.split_index_uri(output_uri, s, p) for s, p in indexes]
+    shard_stage.remove_stale(output_uri, [r["shard"] for r in results], keep=index_uris)
+    run = _run_info(output_uri)
+    info = {"run_config_hash": run.get("config_hash"), "stages": run.get("stages"),
+            "shard_config_hash": _hash(config.shard.model_dump(mode="json"))}
+    shard_stage.write_indexes(output_uri, indexes, {"config_hash": info["run_config_hash"],
+                                                    "shard_config_hash": info["shard_config_hash"],
+                                                    "profiles": list(config.shard.profile),
+                                                    "clips": planner.clips})
+    shard_stage.write_card(output_uri, shard_stage.card(indexes, config.shard, planner, stats, info))
     return results
 
 
@@ -219,6 +243,18 @@ def post_curation(output_uri: str, config: PipelineConfig, runner: Any) -> None:
             log.info("index: %d clips added to %s", res_i["added"], storage.display(res_i["index"]))
         else:
             log.info("index: no clip with an embedding to add")
+def _run_info(output_uri: str) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(storage.read_bytes(storage.join(output_uri, CONFIG_NAME))) or {}
+    except storage.NotFound:
+        return {}
+    return doc.get("_run") or {}
+
+
+def _hash(doc: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:

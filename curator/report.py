@@ -629,7 +629,8 @@ class Renderer:
             steps.append(s.deduped)
         shards = Step("clips in shards", s.shardable.count, s.shardable.seconds)
         if self.index is not None:
-            shards.count = int(self.index.get("samples", 0))
+            # "clips": distinct clips over every split and profile; older indexes: "samples"
+            shards.count = int(self.index.get("clips", self.index.get("samples", 0)))
             if shards.count != s.shardable.count and s.shardable.count:
                 shards.seconds = s.shardable.seconds * shards.count / s.shardable.count
                 shards.note = "hours estimated: the shards do not match the manifest (re-shard?)"

@@ -52,13 +52,14 @@ class DecodeStats:
 
 
 class FrameGraph:
-    """buffer -> [rotate] -> [scale] -> format -> buffersink, built from the first frame."""
+    """buffer -> [rotate] -> [scale] -> [crop] -> format -> buffersink, built from the first frame."""
 
     def __init__(self, *, rotation: int = 0, width: int | None = None, height: int | None = None,
-                 pix_fmt: str = "yuv420p", even: bool = False):
+                 pix_fmt: str = "yuv420p", even: bool = False, crop: tuple[int, int] | None = None):
         self.rotation = rotation
         self.width = width
         self.height = height
+        self.crop = crop  # (width, height) cut from the centre after scaling
         self.pix_fmt = pix_fmt
         self.even = even
         self._graph: Any = None
@@ -72,6 +73,8 @@ class FrameGraph:
             chain.append(("scale", f"{self.width}:{self.height}:flags=area"))
         elif self.even:
             chain.append(("scale", "trunc(iw/2)*2:trunc(ih/2)*2"))
+        if self.crop:
+            chain.append(("crop", f"{self.crop[0]}:{self.crop[1]}"))  # centred by default
         chain.append(("format", self.pix_fmt))
         for name, args in chain:
             nxt = g.add(name, args) if args else g.add(name)

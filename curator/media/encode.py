@@ -74,14 +74,14 @@ def deterministic_heap() -> None:
 class X264Writer:
     """One clip being written: libx264 into an mp4 (faststart) in a temp file."""
 
-    def __init__(self, width: int, height: int, rate: Fraction, crf: int, preset: str):
+    def __init__(self, width: int, height: int, rate: Fraction, crf: int, preset: str, threads: int = 1):
         deterministic_heap()
         fd, self.path = tempfile.mkstemp(prefix="curator-clip-", suffix=".mp4")
         os.close(fd)
         self.container = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
         self.stream = self.container.add_stream("libx264", rate=rate, options={
-            # one thread per clip: parallelism comes from the workers
-            "crf": str(crf), "preset": preset, "threads": "1",
+            # one thread per clip by default: parallelism comes from the workers (0 = auto)
+            "crf": str(crf), "preset": preset, "threads": str(threads) if threads else "auto",
         })
         self.stream.width = width
         self.stream.height = height

@@ -119,7 +119,7 @@ def test_shards_open_with_webdataset_and_match_manifest(run_local):
             assert len(sample["mp4"]) == row["clip_bytes"]
     assert set(seen) == set(kept)
     index = json.loads((out / "shards" / "index.json").read_text())
-    assert index["samples"] == len(kept)
+    assert index["splits"]["pretrain"]["wfm"]["samples"] == len(kept)
 
 
 def test_second_run_is_identical_and_resumes(run_local, corpus, tmp_path):

@@ -62,23 +62,23 @@ def test_plan_is_bounded_by_count_and_bytes_and_deterministic():
     assert names == [s.name for s in plan(clips, cfg)]
     assert len(set(names)) == len(names)
     for s in specs:
-        assert len(s.clips) <= 3
-        assert sum(c["clip_bytes"] + 2048 for c in s.clips) <= 0.01 * 1024 * 1024 or len(s.clips) == 1
-    assert sorted(c["clip_id"] for s in specs for c in s.clips) == sorted(c["clip_id"] for c in clips)
+        assert len(s.samples) <= 3
+        assert sum(x.row["clip_bytes"] + 2048 for x in s.samples) <= 0.01 * 1024 * 1024 or len(s.samples) == 1
+    assert sorted(x.key for s in specs for x in s.samples) == sorted(c["clip_id"] for c in clips)
 
 
 def test_shard_tar_is_byte_identical_across_writes(tmp_path):
-    from stages.shard import ShardSpec, write_shard
+    from stages.shard import Sample, ShardSpec, write_shard
 
     mp4 = tmp_path / "a.mp4"
     mp4.write_bytes(b"\x00" * 100)
     row = {**_clip(1), "clip_uri": "file://" + str(mp4), "status": "ok", "timings": {"x": 1.0}}
-    spec = ShardSpec("b", 0, [row])
+    spec = ShardSpec("b", 0, [Sample(row["clip_id"], row)])
     r1 = write_shard(spec, "file://" + str(tmp_path / "o1"))
     r2 = write_shard(spec, "file://" + str(tmp_path / "o2"))
     assert r1["sha256"] == r2["sha256"] and not r1["skipped"]
     assert write_shard(spec, "file://" + str(tmp_path / "o1"))["skipped"]
-    data = (tmp_path / "o1" / "shards" / "b" / "shard-000000.tar").read_bytes()
+    data = (tmp_path / "o1" / "shards" / "pretrain" / "wfm" / "b" / "shard-000000.tar").read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()
         meta = json.loads(tar.extractfile("v-00001.json").read())
