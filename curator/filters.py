@@ -1,0 +1,399 @@
+"""Filters: stages that measure a clip, record every score with its threshold, and decide.
+
+A filter never silently drops a clip. For each thresholded metric it appends one entry to
+the clip's ``checks`` column (stage, metric, value, threshold, op, passed) and writes the
+score into its own manifest column; when a check fails, the clip is stopped with status
+``rejected``, the filter's name as ``stage``, a machine-readable ``reason`` ("static",
+"shaky", "low_quality", "text_overlay", "type_dropped", ...) and a ``detail`` that says
+value versus threshold. Rejected clips keep flowing untouched, so later (more expensive)
+stages skip them and the manifest still explains every clip.
+
+Because every decision is a pure function of the recorded scores and the config,
+:func:`refilter` can re-apply new thresholds to a finished run from its manifest alone —
+no decoding — and :func:`apply_percentiles` applies rules over the whole run ("drop the
+bottom 15 % by quality"), which a per-batch stage cannot do.
+
+Writing a filter::
+
+    class MyFilter(Filter):
+        name = "mine"
+        columns = [("my_score", pa.float64())]
+
+        @classmethod
+        def rules(cls, config):            # thresholds from the stage config
+            return [Rule("my_score", ">=", config.min_score, "too_low", "min_score")]
+
+        def measure(self, row):            # decode / compute; returns column values
+            return {"my_score": ...}
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Iterator
+
+from curator.records import OK, REJECTED, Row, add_timing, stop
+from curator.stage import Stage
+
+log = logging.getLogger(__name__)
+
+NOT_SCORED = "not_scored"
+BOTTOM_PERCENT = "bottom_percent"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Keep a clip when ``value op threshold``; a threshold of None records nothing."""
+
+    metric: str  # the check's metric name and the manifest column holding the value
+    op: str  # ">=" or "<="
+    threshold: float | None
+    reason: str  # written as the clip's reason when this rule fails
+    key: str = ""  # the config key of the threshold (for the detail text)
+
+    def __post_init__(self) -> None:
+        if self.op not in (">=", "<="):
+            raise ValueError(f"rule {self.metric}: op must be '>=' or '<=', not {self.op!r}")
+
+    def passes(self, value: float) -> bool:
+        assert self.threshold is not None
+        return value >= self.threshold if self.op == ">=" else value <= self.threshold
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def decide(row: Row, stage: str, rules: Iterable[Rule], *, change_status: bool = True) -> list[Rule]:
+    """Record one check per thresholded rule on the row (replacing this stage's earlier
+    checks) and, when `change_status` and the row is active, stop it on the first failure.
+    Returns the failed rules. A missing value fails with reason ``not_scored``."""
+    checks = [c for c in (row.get("checks") or []) if c.get("stage") != stage]
+    failed: list[Rule] = []
+    missing: list[Rule] = []
+    for rule in rules:
+        if rule.threshold is None:
+            continue
+        value = row.get(rule.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing.append(rule)
+            checks.append({"stage": stage, "metric": rule.metric, "value": None,
+                           "threshold": float(rule.threshold), "op": rule.op, "passed": None})
+            continue
+        ok = rule.passes(float(value))
+        checks.append({"stage": stage, "metric": rule.metric, "value": float(value),
+                       "threshold": float(rule.threshold), "op": rule.op, "passed": ok})
+        if not ok:
+            failed.append(rule)
+    row["checks"] = checks
+    if change_status and row.get("status") == OK:
+        if failed:
+            first = failed[0]
+            detail = "; ".join(
+                f"{r.metric} {_fmt(float(row[r.metric]))} {'<' if r.op == '>=' else '>'} {_fmt(float(r.threshold))}"
+                + (f" ({stage}.{r.key})" if r.key else "")
+                for r in failed)
+            stop(row, stage, first.reason, detail, status=REJECTED)
+        elif missing:
+            stop(row, stage, NOT_SCORED, "no value for " + ", ".join(r.metric for r in missing)
+                 + f": the clip was not scored by {stage} (rejected earlier, or scoring failed)",
+                 status=REJECTED)
+    return failed + missing
+
+
+class Filter(Stage):
+    """A clip stage that measures, records and decides. Subclasses implement
+    :meth:`rules` (thresholds from config) and :meth:`measure` (scores of one clip)."""
+
+    kind: ClassVar[str | None] = "clip"
+    #: reasons this filter may write (documentation and tests)
+    reasons: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def rules(cls, config: Any) -> list[Rule]:
+        return []
+
+    @classmethod
+    def derive(cls, row: Row, config: Any) -> None:
+        """Recompute derived columns (tags, weights) from recorded scores, in place.
+        Runs after :meth:`measure` and again in `curator refilter`; never decodes."""
+
+    @classmethod
+    def global_rules(cls, config: Any) -> list[tuple[str, float]]:
+        """(metric, percent) pairs: drop the lowest `percent` % of the run by `metric`."""
+        return []
+
+    def measure(self, row: Row) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def measure_rows(self, rows: list[Row]) -> list[dict[str, Any]]:
+        """Scores for a batch; override to batch a model. Per-row errors are raised."""
+        return [self.measure(r) for r in rows]
+
+    # ------------------------------------------------------------------ processing
+    def process_rows(self, rows: list[Row]) -> list[list[Row]]:
+        try:
+            values = self.measure_rows(rows)
+        except Exception:
+            if len(rows) == 1:
+                raise
+            values = None  # fall back to one row at a time, so one bad clip fails alone
+        out: list[list[Row]] = []
+        for i, row in enumerate(rows):
+            try:
+                v = values[i] if values is not None else self.measure(row)
+            except Exception as exc:
+                log.warning("filter %s failed on %s: %s", self.name, row.get("clip_id"), exc)
+                out.append([stop(row, self.name, "stage_failed", f"{type(exc).__name__}: {exc}")])
+                continue
+            out.append([self._apply(row, v, change_status=True)])
+        return out
+
+    def _apply(self, row: Row, values: dict[str, Any], change_status: bool) -> Row:
+        row.update(values)
+        type(self).derive(row, self.config)
+        decide(row, self.name, type(self).rules(self.config), change_status=change_status)
+        return row
+
+    def process(self, batch: list[Row]) -> list[Row]:
+        out = super().process(batch)
+        if getattr(self.config, "score_rejected", False):
+            self._score_rejected(out)
+        return out
+
+    def _score_rejected(self, batch: list[Row]) -> None:
+        """Score clips an earlier filter rejected (they still hold their bytes), keeping
+        their status, so a later refilter knows every score."""
+        todo = [r for r in batch if r.get("kind") == "clip" and r.get("status") == REJECTED
+                and r.get("mp4") is not None and r.get("stage") != self.name]
+        if not todo:
+            return
+        import time
+
+        for row in todo:
+            t0 = time.perf_counter()
+            try:
+                values = self.measure(row)
+            except Exception as exc:
+                log.warning("filter %s could not score rejected clip %s: %s", self.name, row.get("clip_id"), exc)
+                continue
+            self._apply(row, values, change_status=False)
+            add_timing(row, self.name, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ run-level steps
+def filter_classes(stage_names: Iterable[str]) -> dict[str, type[Filter]]:
+    """The filter classes among these stage names, in the given order."""
+    import importlib
+
+    from curator.pipeline import STAGES
+
+    out: dict[str, type[Filter]] = {}
+    for name in stage_names:
+        target = STAGES.get(name)
+        if not target:
+            continue
+        mod, _, cls_name = target.partition(":")
+        cls = getattr(importlib.import_module(mod), cls_name)
+        if isinstance(cls, type) and issubclass(cls, Filter):
+            out[name] = cls
+    return out
+
+
+@dataclass
+class RefilterSummary:
+    clips: int = 0
+    kept_before: int = 0
+    kept_after: int = 0
+    readmitted: int = 0
+    newly_rejected: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    cutoffs: dict[str, float] = field(default_factory=dict)  # "stage.metric" -> percentile cutoff
+    missing_stages: dict[str, int] = field(default_factory=dict)  # re-admitted clips a later stage skipped
+
+    def format(self) -> str:
+        lines = [f"clips:       {self.clips}",
+                 f"kept:        {self.kept_before} -> {self.kept_after} "
+                 f"(+{self.readmitted} re-admitted, -{self.newly_rejected} newly rejected)"]
+        for k, v in sorted(self.cutoffs.items()):
+            lines.append(f"cutoff:      {k} >= {v:.4g} (percentile rule over the whole run)")
+        if self.by_reason:
+            lines.append("rejects by reason:")
+            for k, v in sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"  {v:6d}  {k}")
+        for name, n in sorted(self.missing_stages.items()):
+            lines.append(f"warning:     {n} re-admitted clips were skipped by stage {name!r} when they were "
+                         f"rejected (its outputs are empty); rerun with --force to fill them")
+        return "\n".join(lines)
+
+
+def _refilterable(row: Row, filter_names: set[str]) -> bool:
+    if row.get("kind") != "clip":
+        return False
+    if row.get("status") == OK:
+        return True
+    return row.get("status") == REJECTED and row.get("stage") in filter_names
+
+
+def reapply(row: Row, filters: dict[str, type[Filter]], config: Any,
+            cutoffs: dict[tuple[str, str], float] | None = None) -> Row:
+    """Re-decide one clip row from its recorded scores with `config` (no decoding).
+
+    Rows stopped by something other than a filter (errors, dedup) are returned as they are.
+    """
+    names = set(filters)
+    if not _refilterable(row, names):
+        return row
+    row.update(status=OK, stage=None, reason=None, detail=None)
+    for name, cls in filters.items():
+        cfg = getattr(config.stages, name)
+        cls.derive(row, cfg)
+        rules = list(cls.rules(cfg))
+        for (stage, metric), cut in (cutoffs or {}).items():
+            if stage == name:
+                rules.append(Rule(metric, ">=", cut, BOTTOM_PERCENT, "drop_bottom_percent"))
+        decide(row, name, rules, change_status=True)
+    return row
+
+
+def _iter_manifest(uri: str, columns: list[str] | None = None, batch_rows: int = 4096) -> Iterator[list[Row]]:
+    import pyarrow.parquet as pq
+
+    from curator import storage
+
+    pf = pq.ParquetFile(io.BytesIO(storage.read_bytes(uri)))
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pylist()
+
+
+def percentile_cutoffs(manifest_uri: str, filters: dict[str, type[Filter]], config: Any,
+                       bins: int = 1 << 16) -> dict[tuple[str, str], float]:
+    """For each global percentile rule, the score below which that percentage of the run's
+    scored clips lies. Streams the manifest's score columns twice (min/max, then a histogram
+    of `bins` bins), so memory does not grow with the run; the cutoff is exact to within
+    (max - min) / bins."""
+    import numpy as np
+
+    wanted: list[tuple[str, str, float]] = []
+    for name, cls in filters.items():
+        for metric, pct in cls.global_rules(getattr(config.stages, name)):
+            if pct > 0:
+                wanted.append((name, metric, pct))
+    if not wanted:
+        return {}
+    cols = sorted({m for _, m, _ in wanted} | {"kind"})
+
+    def values(metric: str, rows: list[Row]) -> np.ndarray:
+        v = [r[metric] for r in rows if r["kind"] == "clip" and r.get(metric) is not None]
+        a = np.asarray(v, dtype=np.float64)
+        return a[np.isfinite(a)]
+
+    lo = {m: math.inf for _, m, _ in wanted}
+    hi = {m: -math.inf for _, m, _ in wanted}
+    n = {m: 0 for _, m, _ in wanted}
+    for rows in _iter_manifest(manifest_uri, cols):
+        for m in lo:
+            a = values(m, rows)
+            if a.size:
+                lo[m] = min(lo[m], float(a.min()))
+                hi[m] = max(hi[m], float(a.max()))
+                n[m] += int(a.size)
+    hist = {m: np.zeros(bins, dtype=np.int64) for m in lo if n[m]}
+    for rows in _iter_manifest(manifest_uri, cols):
+        for m in hist:
+            a = values(m, rows)
+            if a.size:
+                span = hi[m] - lo[m]
+                idx = np.zeros(a.size, np.int64) if span <= 0 else np.minimum(
+                    ((a - lo[m]) / span * bins).astype(np.int64), bins - 1)
+                hist[m] += np.bincount(idx, minlength=bins)
+    out: dict[tuple[str, str], float] = {}
+    for name, m, pct in wanted:
+        if m not in hist:
+            continue
+        target = pct / 100.0 * n[m]
+        cum = np.cumsum(hist[m])
+        # drop whole bins only, never more clips than asked: the largest k with cum[k] <= target;
+        # clips below the upper edge of bin k fail `value >= cut`
+        k = int(np.searchsorted(cum, target, side="right")) - 1
+        span = hi[m] - lo[m]
+        cut = lo[m] if k < 0 or span <= 0 else lo[m] + (k + 1) * span / bins
+        out[(name, m)] = float(cut)
+    return out
+
+
+def rewrite_manifest(output_uri: str, config: Any, stage_names: list[str], *,
+                     apply_thresholds: bool = True) -> RefilterSummary:
+    """Re-decide every clip of a consolidated manifest and write it back atomically.
+
+    `apply_thresholds=False` (used by the driver right after a run) only adds the global
+    percentile rules; `True` (`curator refilter`) re-applies every filter's thresholds too.
+    """
+    import pyarrow.parquet as pq
+
+    from curator import manifest, storage
+    from curator.records import to_table
+
+    filters = filter_classes(stage_names)
+    uri = manifest.manifest_uri(output_uri)
+    cutoffs = percentile_cutoffs(uri, filters, config)
+    summary = RefilterSummary(cutoffs={f"{s}.{m}": v for (s, m), v in cutoffs.items()})
+    schema = pq.read_schema(io.BytesIO(storage.read_bytes(uri)))
+    by_reason: dict[str, int] = {}
+    with storage.open_write(uri) as fh:
+        writer = pq.ParquetWriter(fh, schema, compression="zstd")
+        try:
+            for rows in _iter_manifest(uri):
+                for row in rows:
+                    if row.get("kind") != "clip":
+                        continue
+                    summary.clips += 1
+                    was_ok = row.get("status") == OK
+                    summary.kept_before += was_ok
+                    if apply_thresholds:
+                        reapply(row, filters, config, cutoffs)
+                    elif was_ok and cutoffs:
+                        for (stage, metric), cut in cutoffs.items():
+                            decide(row, stage, _with_cut(filters[stage], config, stage, metric, cut),
+                                   change_status=True)
+                            if row.get("status") != OK:
+                                break
+                    now_ok = row.get("status") == OK
+                    summary.kept_after += now_ok
+                    if now_ok and not was_ok:
+                        summary.readmitted += 1
+                        done = set((row.get("timings") or {}))
+                        for name in stage_names:
+                            if name not in filters and name not in done and _after_filters(name, stage_names):
+                                summary.missing_stages[name] = summary.missing_stages.get(name, 0) + 1
+                    if was_ok and not now_ok:
+                        summary.newly_rejected += 1
+                    if not now_ok:
+                        key = f"{row.get('stage')}/{row.get('reason')}"
+                        by_reason[key] = by_reason.get(key, 0) + 1
+                writer.write_table(to_table(rows, schema))
+        finally:
+            writer.close()
+    summary.by_reason = by_reason
+    return summary
+
+
+def _with_cut(cls: type[Filter], config: Any, stage: str, metric: str, cut: float) -> list[Rule]:
+    return list(cls.rules(getattr(config.stages, stage))) + [
+        Rule(metric, ">=", cut, BOTTOM_PERCENT, "drop_bottom_percent")]
+
+
+def _after_filters(name: str, stage_names: list[str]) -> bool:
+    from curator.pipeline import HEAD, TAIL
+
+    return name not in HEAD and name not in TAIL
+
+
+def has_global_rules(config: Any, stage_names: Iterable[str]) -> bool:
+    for name, cls in filter_classes(stage_names).items():
+        if any(p > 0 for _, p in cls.global_rules(getattr(config.stages, name))):
+            return True
+    return False
