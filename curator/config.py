@@ -117,10 +117,10 @@ class MotionConfig(FilterConfig):
     windows: int = Field(3, ge=1, description="Flow: windows of consecutive frames sampled over the clip.")
     window_frames: int = Field(6, ge=3, description="Flow: consecutive frames per window (>= 3 for shakiness).")
     min_motion: float | None = Field(
-        0.02, ge=0, description="Keep clips whose motion_score (mean motion, fraction of the frame diagonal per "
+        0.005, ge=0, description="Keep clips whose motion_score (mean motion, fraction of the frame diagonal per "
                                 "second) is at least this; below is 'static'.")
     max_shake: float | None = Field(
-        0.5, ge=0, description="Keep clips whose shake_score (frame-to-frame jitter of the global motion, % of "
+        1.0, ge=0, description="Keep clips whose shake_score (frame-to-frame jitter of the global motion, % of "
                                "the frame diagonal) is at most this; above is 'shaky'.")
     pan_threshold: float = Field(
         0.04, gt=0, description="Camera translation (fraction of the frame width/height per second) from which "
@@ -159,8 +159,8 @@ class AestheticConfig(FilterConfig):
     weights: str = Field("aesthetic/head.pth", description="MLP head over CLIP image embeddings (state dict in the "
                                                            "LAION improved-aesthetic-predictor layout), relative "
                                                            "to models.dir.")
-    clip_model: str = Field("ViT-L-14", description="open_clip architecture the head was trained on.")
-    clip_weights: str = Field("clip/ViT-L-14.bin", description="Its weights, relative to models.dir.")
+    clip_model: str = Field("open_clip:ViT-L-14/openai", description="The CLIP model the head was trained on "
+                                                                    "(a model-directory name).")
     sample_frames: int = Field(4, ge=1, description="Frames scored per clip (the clip score is their mean).")
     min_score: float | None = Field(3.5, description="Keep clips whose aesthetic_score is at least this (reference: 3.5).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device.")
@@ -202,8 +202,6 @@ class VideoTypeConfig(FilterConfig):
     head: str | None = Field(
         "video_type/head.pt", description="MLP head from `curator train-type-head`, relative to models.dir; used "
                                           "instead of zero-shot prompts when the file exists.")
-    clip_model: str = Field("ViT-B-32", description="open_clip architecture for zero-shot text prompts; must be "
-                                                     "the model that produced the `embedding` column.")
     weights: dict[str, float] = Field(
         default_factory=dict, description="Per-type sampling weights overriding the taxonomy's: 0 = drop, "
                                           "<1 = down-sample, >1 = up-sample.")
@@ -211,6 +209,7 @@ class VideoTypeConfig(FilterConfig):
         None, ge=0, le=1, description="Keep clips whose video_type_score (probability of the chosen type) is at "
                                       "least this.")
     seed: int = Field(0, description="Seed of the deterministic per-clip sampling draw for weights < 1.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for the text tower / head.")
     resources: Resources = _res(num_cpus=1.0, batch_size=16)
 
 

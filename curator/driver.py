@@ -199,6 +199,20 @@ def shard(output_uri: str, config: PipelineConfig,
     return results
 
 
+def apply_filters(output_uri: str, config: PipelineConfig, stage_names: list[str]) -> Any:
+    """Run-level filter step after consolidation: re-decide every clip from its recorded
+    scores with this config (so a resumed run matches the config it ran with) and apply
+    the global percentile rules ("drop the bottom 15 %") over the whole run."""
+    from curator import filters
+
+    if not filters.filter_classes(stage_names):
+        return None
+    summary = filters.rewrite_manifest(output_uri, config, stage_names)
+    for key, cut in summary.cutoffs.items():
+        log.info("percentile rule: %s >= %.4g over the whole run", key, cut)
+    return summary
+
+
 def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:
     table = manifest.read_manifest(output_uri, columns=["kind", "status", "stage", "reason"])
     s = Summary(output=output_uri, elapsed_s=round(elapsed, 3), videos_resumed=resumed)
@@ -265,6 +279,8 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
     clear_work(ctx.output_uri)
     progress.set_phase("consolidating manifest")
     manifest.consolidate(ctx.output_uri, pipeline.schema)
+    progress.set_phase("applying filter rules")
+    apply_filters(ctx.output_uri, ctx.config, [s.name for s in pipeline.specs])
     results: list[dict[str, Any]] = []
     if ctx.config.run.shard:
         progress.set_phase("sharding")

@@ -79,9 +79,10 @@ def decide(row: Row, stage: str, rules: Iterable[Rule], *, change_status: bool =
             continue
         value = row.get(rule.metric)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            missing.append(rule)
-            checks.append({"stage": stage, "metric": rule.metric, "value": None,
-                           "threshold": float(rule.threshold), "op": rule.op, "passed": None})
+            if row.get("status") == OK:  # an active clip without the score: recorded as not scored
+                missing.append(rule)
+                checks.append({"stage": stage, "metric": rule.metric, "value": None,
+                               "threshold": float(rule.threshold), "op": rule.op, "passed": None})
             continue
         ok = rule.passes(float(value))
         checks.append({"stage": stage, "metric": rule.metric, "value": float(value),
@@ -325,13 +326,10 @@ def percentile_cutoffs(manifest_uri: str, filters: dict[str, type[Filter]], conf
     return out
 
 
-def rewrite_manifest(output_uri: str, config: Any, stage_names: list[str], *,
-                     apply_thresholds: bool = True) -> RefilterSummary:
-    """Re-decide every clip of a consolidated manifest and write it back atomically.
-
-    `apply_thresholds=False` (used by the driver right after a run) only adds the global
-    percentile rules; `True` (`curator refilter`) re-applies every filter's thresholds too.
-    """
+def rewrite_manifest(output_uri: str, config: Any, stage_names: list[str]) -> RefilterSummary:
+    """Re-decide every clip of a consolidated manifest from its recorded scores with
+    `config` (thresholds, weights, tag thresholds and the global percentile rules) and
+    write it back atomically. Reads the manifest, never a clip."""
     import pyarrow.parquet as pq
 
     from curator import manifest, storage
@@ -342,51 +340,41 @@ def rewrite_manifest(output_uri: str, config: Any, stage_names: list[str], *,
     cutoffs = percentile_cutoffs(uri, filters, config)
     summary = RefilterSummary(cutoffs={f"{s}.{m}": v for (s, m), v in cutoffs.items()})
     schema = pq.read_schema(io.BytesIO(storage.read_bytes(uri)))
-    by_reason: dict[str, int] = {}
+    middle = [n for n in stage_names if n not in filters and _is_middle(n)]
     with storage.open_write(uri) as fh:
         writer = pq.ParquetWriter(fh, schema, compression="zstd")
         try:
             for rows in _iter_manifest(uri):
                 for row in rows:
-                    if row.get("kind") != "clip":
-                        continue
-                    summary.clips += 1
-                    was_ok = row.get("status") == OK
-                    summary.kept_before += was_ok
-                    if apply_thresholds:
-                        reapply(row, filters, config, cutoffs)
-                    elif was_ok and cutoffs:
-                        for (stage, metric), cut in cutoffs.items():
-                            decide(row, stage, _with_cut(filters[stage], config, stage, metric, cut),
-                                   change_status=True)
-                            if row.get("status") != OK:
-                                break
-                    now_ok = row.get("status") == OK
-                    summary.kept_after += now_ok
-                    if now_ok and not was_ok:
-                        summary.readmitted += 1
-                        done = set((row.get("timings") or {}))
-                        for name in stage_names:
-                            if name not in filters and name not in done and _after_filters(name, stage_names):
-                                summary.missing_stages[name] = summary.missing_stages.get(name, 0) + 1
-                    if was_ok and not now_ok:
-                        summary.newly_rejected += 1
-                    if not now_ok:
-                        key = f"{row.get('stage')}/{row.get('reason')}"
-                        by_reason[key] = by_reason.get(key, 0) + 1
+                    if row.get("kind") == "clip":
+                        _count(summary, row, lambda r: reapply(r, filters, config, cutoffs), middle)
                 writer.write_table(to_table(rows, schema))
         finally:
             writer.close()
-    summary.by_reason = by_reason
     return summary
 
 
-def _with_cut(cls: type[Filter], config: Any, stage: str, metric: str, cut: float) -> list[Rule]:
-    return list(cls.rules(getattr(config.stages, stage))) + [
-        Rule(metric, ">=", cut, BOTTOM_PERCENT, "drop_bottom_percent")]
+def _count(summary: RefilterSummary, row: Row, fn: Any, middle: list[str]) -> None:
+    summary.clips += 1
+    was_ok = row.get("status") == OK
+    fn(row)
+    now_ok = row.get("status") == OK
+    summary.kept_before += was_ok
+    summary.kept_after += now_ok
+    if now_ok and not was_ok:
+        summary.readmitted += 1
+        done = set(row.get("timings") or {})
+        for name in middle:  # a non-filter stage (embed, caption) that skipped the clip while it was rejected
+            if name not in done:
+                summary.missing_stages[name] = summary.missing_stages.get(name, 0) + 1
+    if was_ok and not now_ok:
+        summary.newly_rejected += 1
+    if not now_ok:
+        key = f"{row.get('stage')}/{row.get('reason')}"
+        summary.by_reason[key] = summary.by_reason.get(key, 0) + 1
 
 
-def _after_filters(name: str, stage_names: list[str]) -> bool:
+def _is_middle(name: str) -> bool:
     from curator.pipeline import HEAD, TAIL
 
     return name not in HEAD and name not in TAIL
@@ -397,3 +385,81 @@ def has_global_rules(config: Any, stage_names: Iterable[str]) -> bool:
         if any(p > 0 for _, p in cls.global_rules(getattr(config.stages, name))):
             return True
     return False
+
+
+# ------------------------------------------------------------------------ refilter
+def load_run_config(output_uri: str, config_path: str | None = None,
+                    overrides: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The config a finished run was made with (its config.yaml), with a YAML file and
+    `key=value` overrides on top. Returns (config, the run's `_run` record)."""
+    import yaml
+
+    from curator import storage
+    from curator.config import ConfigError, PipelineConfig, _set_path
+
+    try:
+        doc = yaml.safe_load(storage.read_bytes(storage.join(output_uri, "config.yaml"))) or {}
+    except storage.NotFound:
+        raise ConfigError(f"{storage.display(output_uri)} has no config.yaml: is it the output of a run?") from None
+    run = doc.pop("_run", {}) or {}
+    if config_path:
+        extra = PipelineConfig.load(config_path).model_dump(mode="json", exclude_unset=True)
+        _deep_merge(doc, extra)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        _set_path(doc, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
+    try:
+        return PipelineConfig.model_validate(doc), run
+    except Exception as exc:  # pydantic ValidationError -> the same message as `curator run`
+        from pydantic import ValidationError
+
+        from curator.config import _format_validation
+
+        if isinstance(exc, ValidationError):
+            raise ConfigError(_format_validation(exc)) from None
+        raise
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def refilter(output_uri: str, config_path: str | None = None, overrides: list[str] | None = None, *,
+             map_fn: Any = None, shard: bool = True) -> RefilterSummary:
+    """Re-apply filter thresholds to a finished run from its manifest — no decoding — then
+    rewrite config.yaml (the thresholds now in force), re-shard and rewrite summary.json."""
+    import json
+    import time
+    from dataclasses import asdict
+
+    import yaml
+
+    from curator import driver, storage
+
+    t0 = time.monotonic()
+    output_uri = storage.normalize(output_uri)
+    config, run = load_run_config(output_uri, config_path, overrides)
+    storage.configure(config.storage)
+    stages = list(run.get("stages") or [])
+    if not stages:
+        from curator.pipeline import stage_order
+
+        stages = stage_order(config)
+    summary = rewrite_manifest(output_uri, config, stages)
+    doc = config.model_dump(mode="json")
+    doc["_run"] = {**run, "config_hash": config.content_hash(),
+                   "refiltered": list(run.get("refiltered") or []) + [list(overrides or [])]}
+    storage.write_bytes(storage.join(output_uri, driver.CONFIG_NAME), yaml.safe_dump(doc, sort_keys=False).encode())
+    results: list[dict[str, Any]] = []
+    if shard and config.run.shard:
+        results = driver.shard(output_uri, config, map_fn or (lambda fn, items: map(fn, items)))
+    s = driver.summarize(output_uri, time.monotonic() - t0, 0, results)
+    storage.write_bytes(storage.join(output_uri, driver.SUMMARY_NAME),
+                        json.dumps(asdict(s), indent=1, sort_keys=True).encode())
+    return summary

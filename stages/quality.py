@@ -173,21 +173,24 @@ class AestheticStage(Filter):
     def rules(cls, config: AestheticConfig) -> list[Rule]:
         return [Rule("aesthetic_score", ">=", config.min_score, "low_aesthetic", "min_score")]
 
-    def _paths(self) -> tuple[str, str]:
-        d = self.ctx.model_dir if self.ctx else ""
-        return os.path.join(d, self.config.weights), os.path.join(d, self.config.clip_weights)
+    def _head(self) -> str:
+        w = self.config.weights
+        return w if os.path.isabs(w) else os.path.join(self.ctx.model_dir if self.ctx else "", w)
 
     def requirements(self) -> list[Requirement]:
-        head, clip = self._paths()
         missing = []
-        for p, what in ((head, "aesthetic MLP head weights"), (clip, f"CLIP {self.config.clip_model} weights")):
-            if not os.path.exists(p):
-                missing.append(Requirement(what, p, fix="curator models download aesthetic "
-                                                        "(or place the files under models.dir)"))
+        if not os.path.isfile(self._head()):
+            missing.append(Requirement("aesthetic MLP head weights", self._head(),
+                                       fix="place the LAION improved-aesthetic-predictor state dict there "
+                                           "(docs/filters.md)"))
         try:
-            import curator.models.clip  # noqa: F401  (the open_clip wrapper)
+            from curator.models import registry
         except ImportError as exc:
-            missing.append(Requirement(f"the CLIP wrapper curator.models.clip ({exc})"))
+            missing.append(Requirement(f"the CLIP model registry curator.models.registry ({exc})"))
+        else:
+            req = registry.requirement(self.config.clip_model, self.ctx.model_dir, "stage aesthetic")
+            if req:
+                missing.append(req)
         return missing
 
     def setup(self) -> None:
@@ -195,10 +198,9 @@ class AestheticStage(Filter):
 
         from curator.models import clip as clip_models
 
-        head, weights = self._paths()
         self.device = _device(self.config.device)
-        self.clip = clip_models.load(self.config.clip_model, weights, device=self.device)
-        self.head = AestheticHead.load(head).to(self.device)
+        self.clip = clip_models.load_name(self.config.clip_model, self.ctx.model_dir, device=self.device)
+        self.head = AestheticHead.load(self._head()).to(self.device)
         self.torch = torch
 
     def measure(self, row: Row) -> dict[str, Any]:
