@@ -273,9 +273,10 @@ def _iter_manifest(uri: str, columns: list[str] | None = None, batch_rows: int =
 def percentile_cutoffs(manifest_uri: str, filters: dict[str, type[Filter]], config: Any,
                        bins: int = 1 << 16) -> dict[tuple[str, str], float]:
     """For each global percentile rule, the score below which that percentage of the run's
-    scored clips lies. Streams the manifest's score columns twice (min/max, then a histogram
-    of `bins` bins), so memory does not grow with the run; the cutoff is exact to within
-    (max - min) / bins."""
+    candidate clips lies — the clips that every per-clip threshold keeps (so "drop the
+    bottom 15 %" removes 15 % of what would otherwise be kept). Streams the manifest twice
+    (min/max, then a histogram of `bins` bins), so memory does not grow with the run; the
+    cutoff never drops more than asked and is exact to within (max - min) / bins."""
     import numpy as np
 
     wanted: list[tuple[str, str, float]] = []
@@ -285,17 +286,19 @@ def percentile_cutoffs(manifest_uri: str, filters: dict[str, type[Filter]], conf
                 wanted.append((name, metric, pct))
     if not wanted:
         return {}
-    cols = sorted({m for _, m, _ in wanted} | {"kind"})
+    def candidates() -> Iterator[list[Row]]:
+        for rows in _iter_manifest(manifest_uri):
+            yield [r for r in rows if r.get("kind") == "clip" and _refilterable(r, set(filters))
+                   and reapply(r, filters, config).get("status") == OK]
 
     def values(metric: str, rows: list[Row]) -> np.ndarray:
-        v = [r[metric] for r in rows if r["kind"] == "clip" and r.get(metric) is not None]
-        a = np.asarray(v, dtype=np.float64)
+        a = np.asarray([r[metric] for r in rows if r.get(metric) is not None], dtype=np.float64)
         return a[np.isfinite(a)]
 
     lo = {m: math.inf for _, m, _ in wanted}
     hi = {m: -math.inf for _, m, _ in wanted}
     n = {m: 0 for _, m, _ in wanted}
-    for rows in _iter_manifest(manifest_uri, cols):
+    for rows in candidates():
         for m in lo:
             a = values(m, rows)
             if a.size:
@@ -303,7 +306,7 @@ def percentile_cutoffs(manifest_uri: str, filters: dict[str, type[Filter]], conf
                 hi[m] = max(hi[m], float(a.max()))
                 n[m] += int(a.size)
     hist = {m: np.zeros(bins, dtype=np.int64) for m in lo if n[m]}
-    for rows in _iter_manifest(manifest_uri, cols):
+    for rows in candidates():
         for m in hist:
             a = values(m, rows)
             if a.size:

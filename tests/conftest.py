@@ -74,3 +74,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
     tiny_models.build_vlm(d)
     tiny_models.build_text_encoder(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def filter_set(tmp_path_factory):
+    """The labelled clip set of curator.synth_filters (~80 small clips with known truth),
+    generated once per session."""
+    from curator.synth_filters import make_filter_set
+
+    folder = tmp_path_factory.mktemp("filter_set")
+    return make_filter_set(folder)
