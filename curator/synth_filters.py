@@ -199,3 +199,52 @@ def clip_row(c: Labelled) -> dict[str, Any]:
     return {"kind": "clip", "video_id": c.name, "clip_id": c.name, "status": "ok", "clip_index": 0,
             "clip_width": W, "clip_height": H, "clip_fps": float(FPS), "clip_frames": FRAMES,
             "clip_duration_s": FRAMES / FPS, "mp4": data, "clip_bytes": len(data)}
+
+
+# ------------------------------------------------------------------ scoring a filter on the set
+OPPOSITE = {"pan_left": "pan_right", "pan_right": "pan_left", "tilt_up": "tilt_down", "tilt_down": "tilt_up",
+            "zoom_in": "zoom_out", "zoom_out": "zoom_in"}
+
+
+def precision_recall(truth: dict[str, bool], predicted: dict[str, bool]) -> tuple[float, float]:
+    """Precision and recall of `predicted` against `truth` (same keys); 1.0 when undefined."""
+    tp = sum(1 for k, t in truth.items() if t and predicted[k])
+    fp = sum(1 for k, t in truth.items() if not t and predicted[k])
+    fn = sum(1 for k, t in truth.items() if t and not predicted[k])
+    return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)
+
+
+def motion_accuracy(clips: list[Labelled], rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Static / shaky precision and recall, kept share of moving clips, tag-direction accuracy."""
+    clips = [c for c in clips if c.motion or c.camera]
+    out: dict[str, float] = {}
+    for reason in ("static", "shaky"):
+        truth = {c.name: c.motion == reason for c in clips}
+        pred = {c.name: rows[c.name].get("reason") == reason for c in clips}
+        out[f"{reason}_precision"], out[f"{reason}_recall"] = precision_recall(truth, pred)
+    moving = [c for c in clips if c.motion == "moving"]
+    out["moving_kept"] = sum(rows[c.name].get("status") == "ok" for c in moving) / max(1, len(moving))
+    moves = [c for c in clips if c.camera and c.camera != "static"]
+    out["tag_direction_accuracy"] = sum(
+        1 for c in moves if c.camera in (rows[c.name].get("camera_motion") or [])
+        and OPPOSITE[c.camera] not in (rows[c.name].get("camera_motion") or [])) / max(1, len(moves))
+    still = [c for c in clips if c.camera == "static"]
+    out["static_tag_accuracy"] = sum(rows[c.name].get("camera_motion") == ["static"] for c in still) / max(1, len(still))
+    return out
+
+
+def text_accuracy(clips: list[Labelled], rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    judged = [c for c in clips if c.text is not None]
+    truth = {c.name: bool(c.text) for c in judged}
+    pred = {c.name: rows[c.name].get("reason") == "text_overlay" for c in judged}
+    p, r = precision_recall(truth, pred)
+    return {"text_precision": p, "text_recall": r}
+
+
+def ladders(clips: list[Labelled], rows: dict[str, dict[str, Any]], metric: str = "quality_score") -> dict[str, list[float]]:
+    """Ladder name -> scores by level (level 0 first)."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for c in clips:
+        if c.ladder:
+            out.setdefault(c.ladder, []).append((c.level or 0, rows[c.name][metric]))
+    return {k: [s for _, s in sorted(v)] for k, v in out.items()}

@@ -10,13 +10,9 @@ import pytest
 
 from curator.config import MotionConfig, QualityConfig, TextOverlayConfig
 from curator.records import OK, REJECTED
-from curator.synth_filters import FRAMES, clip_row
+from curator.synth_filters import FRAMES, clip_row, ladders, motion_accuracy, text_accuracy
 
 pytestmark = pytest.mark.integration
-
-OPPOSITE = {"pan_left": "pan_right", "pan_right": "pan_left", "tilt_up": "tilt_down", "tilt_down": "tilt_up",
-            "zoom_in": "zoom_out", "zoom_out": "zoom_in"}
-
 
 def make(cls, cfg):
     from curator.config import PipelineConfig
@@ -30,13 +26,6 @@ def run_stage(stage, clips):
     rows = [clip_row(c) for c in clips]
     out = stage.process(rows)
     return {r["clip_id"]: r for r in out}
-
-
-def precision_recall(truth: dict[str, bool], predicted: dict[str, bool]) -> tuple[float, float]:
-    tp = sum(1 for k, t in truth.items() if t and predicted[k])
-    fp = sum(1 for k, t in truth.items() if not t and predicted[k])
-    fn = sum(1 for k, t in truth.items() if t and not predicted[k])
-    return tp / max(1, tp + fp), tp / max(1, tp + fn)
 
 
 def assert_audited(row, stage):
@@ -58,28 +47,19 @@ def motion_rows(request, filter_set):
 def test_motion_static_and_shaky_precision_recall(motion_rows):
     method, clips, rows = motion_rows
     assert {rows[c.name]["motion_method"] for c in clips} == {method}
-    for reason, truth_label in (("static", "static"), ("shaky", "shaky")):
-        truth = {c.name: c.motion == truth_label for c in clips}
-        pred = {c.name: rows[c.name].get("reason") == reason for c in clips}
-        p, r = precision_recall(truth, pred)
-        assert p >= 0.9 and r >= 0.9, (method, reason, p, r)
+    acc = motion_accuracy(clips, rows)
+    for k in ("static_precision", "static_recall", "shaky_precision", "shaky_recall", "moving_kept"):
+        assert acc[k] >= 0.9, (method, k, acc)
     for c in clips:
-        row = rows[c.name]
-        if row["status"] != OK:
-            assert_audited(row, "motion")
-    moving = [c for c in clips if c.motion == "moving"]
-    assert sum(rows[c.name]["status"] == OK for c in moving) / len(moving) >= 0.9
+        if rows[c.name]["status"] != OK:
+            assert_audited(rows[c.name], "motion")
 
 
 def test_camera_tag_directions(motion_rows):
     method, clips, rows = motion_rows
-    moves = [c for c in clips if c.camera and c.camera != "static"]
-    assert len(moves) >= 12
-    right = sum(1 for c in moves if c.camera in rows[c.name]["camera_motion"]
-                and OPPOSITE[c.camera] not in rows[c.name]["camera_motion"])
-    assert right / len(moves) >= 0.9, [(c.name, rows[c.name]["camera_motion"]) for c in moves]
-    still = [c for c in clips if c.camera == "static"]
-    assert sum(rows[c.name]["camera_motion"] == ["static"] for c in still) / len(still) >= 0.9
+    assert sum(1 for c in clips if c.camera and c.camera != "static") >= 12
+    acc = motion_accuracy(clips, rows)
+    assert acc["tag_direction_accuracy"] >= 0.9 and acc["static_tag_accuracy"] >= 0.9, (method, acc)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +75,8 @@ def test_text_overlay_precision_recall(text_rows):
     clips, rows = text_rows
     judged = [c for c in clips if c.text is not None]
     assert sum(c.text for c in judged) >= 10 and sum(not c.text for c in judged) >= 30
-    truth = {c.name: bool(c.text) for c in judged}
-    pred = {c.name: rows[c.name].get("reason") == "text_overlay" for c in judged}
-    p, r = precision_recall(truth, pred)
-    assert p >= 0.9 and r >= 0.9, (p, r)
+    acc = text_accuracy(clips, rows)
+    assert acc["text_precision"] >= 0.9 and acc["text_recall"] >= 0.9, acc
     for c in judged:
         if c.text:
             assert_audited(rows[c.name], "text_overlay")
@@ -133,12 +111,9 @@ def quality_rows(filter_set):
 
 def test_quality_ladders_are_monotone(quality_rows):
     clips, rows = quality_rows
-    ladders: dict[str, list] = {}
-    for c in clips:
-        ladders.setdefault(c.ladder, []).append((c.level, rows[c.name]["quality_score"]))
-    assert len(ladders) == 6
-    for name, steps in ladders.items():
-        scores = [s for _, s in sorted(steps)]
+    by_ladder = ladders(clips, rows)
+    assert len(by_ladder) == 6
+    for name, scores in by_ladder.items():
         assert len(scores) == 4
         assert all(a > b for a, b in zip(scores, scores[1:])), (name, scores)
 
