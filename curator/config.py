@@ -8,6 +8,7 @@ flags exists anywhere else.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -435,9 +436,10 @@ class PipelineConfig(_Model):
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
-             **top: Any) -> "PipelineConfig":
-        """YAML file (optional) < `key.path=value` overrides < keyword arguments."""
-        data: dict[str, Any] = {}
+             base: dict[str, Any] | None = None, **top: Any) -> "PipelineConfig":
+        """`base` (e.g. a finished run's config) < YAML file (optional) < `key.path=value`
+        overrides < keyword arguments."""
+        data: dict[str, Any] = copy.deepcopy(base or {})
         if path:
             try:
                 text = Path(path).read_text()
@@ -449,7 +451,7 @@ class PipelineConfig(_Model):
                 raise ConfigError(f"{path} is not valid YAML: {exc}") from None
             if loaded is not None and not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: top level must be a mapping")
-            data = loaded or {}
+            _merge(data, loaded or {})
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
@@ -483,6 +485,15 @@ class PipelineConfig(_Model):
                         node.pop(leaf, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Deep-merge `extra` into `base` (mappings merge, everything else replaces)."""
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
 
 
 def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:

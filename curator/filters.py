@@ -188,18 +188,15 @@ class Filter(Stage):
 # ------------------------------------------------------------------ run-level steps
 def filter_classes(stage_names: Iterable[str]) -> dict[str, type[Filter]]:
     """The filter classes among these stage names, in the given order."""
-    import importlib
-
-    from curator.pipeline import STAGES
+    from curator.pipeline import STAGES, StageSpec
 
     out: dict[str, type[Filter]] = {}
     for name in stage_names:
         target = STAGES.get(name)
         if not target:
             continue
-        mod, _, cls_name = target.partition(":")
-        cls = getattr(importlib.import_module(mod), cls_name)
-        if isinstance(cls, type) and issubclass(cls, Filter):
+        cls = StageSpec(name, target, None).stage_class()
+        if issubclass(cls, Filter):
             out[name] = cls
     return out
 
@@ -398,39 +395,14 @@ def load_run_config(output_uri: str, config_path: str | None = None,
     import yaml
 
     from curator import storage
-    from curator.config import ConfigError, PipelineConfig, _set_path
+    from curator.config import ConfigError, PipelineConfig
 
     try:
         doc = yaml.safe_load(storage.read_bytes(storage.join(output_uri, "config.yaml"))) or {}
     except storage.NotFound:
         raise ConfigError(f"{storage.display(output_uri)} has no config.yaml: is it the output of a run?") from None
     run = doc.pop("_run", {}) or {}
-    if config_path:
-        extra = PipelineConfig.load(config_path).model_dump(mode="json", exclude_unset=True)
-        _deep_merge(doc, extra)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form key.path=value")
-        _set_path(doc, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
-    try:
-        return PipelineConfig.model_validate(doc), run
-    except Exception as exc:  # pydantic ValidationError -> the same message as `curator run`
-        from pydantic import ValidationError
-
-        from curator.config import _format_validation
-
-        if isinstance(exc, ValidationError):
-            raise ConfigError(_format_validation(exc)) from None
-        raise
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_merge(base[k], v)
-        else:
-            base[k] = v
+    return PipelineConfig.load(config_path, overrides, base=doc), run
 
 
 def refilter(output_uri: str, config_path: str | None = None, overrides: list[str] | None = None, *,

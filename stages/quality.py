@@ -152,14 +152,9 @@ class AestheticHead:
 
 
 def _device(pref: str) -> str:
-    if pref != "auto":
-        return pref
-    try:
-        import torch
+    from curator.models.clip import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:
-        return "cpu"
+    return resolve_device(pref)
 
 
 class AestheticStage(Filter):
