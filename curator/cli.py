@@ -93,6 +93,8 @@ def _config_models(cfg: PipelineConfig) -> list[str]:
         names.append(st.embed.model)
     if "caption" in st.order and st.caption.enabled and st.caption.backend != "endpoint":
         names.append(st.caption.model)
+    if "aesthetic" in st.order and st.aesthetic.enabled:
+        names.append(st.aesthetic.clip_model)
     return names
 
 

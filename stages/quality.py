@@ -13,7 +13,7 @@ predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1), weights and CLIP from th
 directory; mean over sampled frames; rejects ``low_aesthetic`` below 3.5 (the reference).
 
 ``dover`` — a DOVER-style video quality model exported with TorchScript at
-``models.dir/dover/dover.pt``: input float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-
+``models.dir/dover/dover.pt`` (or with ``torch.export`` as a ``.pt2`` archive): input float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-
 normalised, T = ``frames`` uniformly sampled, S = ``size``), output one or more scores whose
 mean is ``dover_score``. Rejects ``low_dover`` below ``min_score`` and, globally, the bottom
 ``drop_bottom_percent`` (15 % in the reference design).
@@ -242,7 +242,11 @@ class DoverStage(Filter):
 
         self.torch = torch
         self.device = _device(self.config.device)
-        self.model = torch.jit.load(self._path(), map_location=self.device).eval()
+        path = self._path()
+        if path.endswith(".pt2"):  # torch.export archive
+            self.model = torch.export.load(path).module().to(self.device)
+        else:  # TorchScript
+            self.model = torch.jit.load(path, map_location=self.device).eval()
 
     def measure(self, row: Row) -> dict[str, Any]:
         s = self.config.size
