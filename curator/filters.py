@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
-from curator.records import OK, REJECTED, Row, add_timing, stop
+from curator.records import OK, REJECTED, Reason, Row, add_timing, stop
 from curator.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -136,19 +136,35 @@ class Filter(Stage):
 
     # ------------------------------------------------------------------ processing
     def process_rows(self, rows: list[Row]) -> list[list[Row]]:
-        try:
-            values = self.measure_rows(rows)
-        except Exception:
-            if len(rows) == 1:
+        """One clip at a time under the per-item deadline, so one bad clip fails alone; a
+        filter that batches a model (overrides `measure_rows`) measures the batch first,
+        under the base class's batch deadline, and falls back to one by one if it fails."""
+        from curator.deadline import ItemTimeout, deadline
+
+        values: list[dict[str, Any]] | None = None
+        if type(self).measure_rows is not Filter.measure_rows:  # a batched model (video_type)
+            try:
+                values = self.measure_rows(rows)
+            except ItemTimeout:
                 raise
-            values = None  # fall back to one row at a time, so one bad clip fails alone
+            except Exception as exc:
+                log.warning("filter %s: batch of %d failed (%s); measuring one by one", self.name, len(rows), exc)
         out: list[list[Row]] = []
+        limit = self.ctx.config.run.item_timeout_s if self.ctx else None
         for i, row in enumerate(rows):
             try:
-                v = values[i] if values is not None else self.measure(row)
+                if values is not None:
+                    v = values[i]
+                else:
+                    with deadline(limit):
+                        v = self.measure(row)
+            except ItemTimeout as exc:
+                row.pop("mp4", None)
+                out.append([stop(row, self.name, Reason.TIMEOUT, str(exc))])
+                continue
             except Exception as exc:
                 log.warning("filter %s failed on %s: %s", self.name, row.get("clip_id"), exc)
-                out.append([stop(row, self.name, "stage_failed", f"{type(exc).__name__}: {exc}")])
+                out.append([stop(row, self.name, Reason.STAGE_FAILED, f"{type(exc).__name__}: {exc}")])
                 continue
             out.append([self._apply(row, v, change_status=True)])
         return out

@@ -54,6 +54,7 @@ import numpy as np
 import pyarrow as pa
 
 from curator.config import MotionConfig
+from curator.deadline import check as check_deadline
 from curator.filters import Filter, Rule
 from curator.records import Row
 
@@ -119,6 +120,7 @@ def mv_steps(source: Any) -> tuple[list[Step], tuple[int, int], float] | None:
         last_ref = None
         any_mvs = False
         for idx, frame in enumerate(container.decode(vs)):
+            check_deadline()
             ptype = int(frame.pict_type)  # 1 I, 2 P, 3 B
             if ptype == 3:
                 continue
@@ -189,6 +191,7 @@ def flow_steps(source: Any, num_frames: int, fps: float, size: tuple[int, int], 
     for run in runs:
         steps: list[Step] = []
         for a, b in zip(run[:-1], run[1:]):
+            check_deadline()
             fa, fb = got.get(a), got.get(b)
             if fa is None or fb is None or fa is fb:
                 continue

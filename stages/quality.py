@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from curator.config import AestheticConfig, DoverConfig, QualityConfig
+from curator.deadline import check as check_deadline
 from curator.filters import Filter, Rule
 from curator.media import quality as q
 from curator.records import Row
@@ -101,6 +102,7 @@ class QualityStage(Filter):
         import cv2
 
         for rgb in frames:
+            check_deadline()
             y_full = q.luma(rgb)
             per["blockiness"].append(q.blockiness(y_full))
             if scale < 1.0:

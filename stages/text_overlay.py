@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from curator.config import TextOverlayConfig
+from curator.deadline import check as check_deadline
 from curator.filters import Filter, Rule
 from curator.records import Row
 
@@ -139,7 +140,10 @@ class TextOverlayStage(Filter):
         if not len(frames):
             raise ValueError("no decodable frames")
         fh, fw = frames.shape[1:3]
-        per_frame = [self.detect(f) for f in frames]
+        per_frame = []
+        for f in frames:
+            check_deadline()
+            per_frame.append(self.detect(f))
         out = summarise(per_frame, fw, fh)
         if size:  # boxes back to clip pixels
             sx, sy = (w / fw), (h / fh)

@@ -334,3 +334,38 @@ def test_type_head_learns_separable_embeddings():
     model = train_head(x, y, classes, hidden=32, epochs=60)
     xt, yt = sample(100)
     assert head_accuracy(model, xt, yt, classes) >= 0.95
+
+
+# ------------------------------------------------------------------ failures stay per clip
+class _Flaky(Filter):
+    name = "flaky"
+    columns = []
+
+    @classmethod
+    def rules(cls, config):
+        return [Rule("s", ">=", 0.5, "low")]
+
+    def measure(self, row):
+        from curator.deadline import check
+
+        if row["clip_id"] == "bad":
+            raise ValueError("cannot decode")
+        if row["clip_id"] == "slow":
+            import time
+
+            time.sleep(0.3)
+            check()
+        return {"s": 0.9 if row["clip_id"] == "good" else 0.1}
+
+
+def test_one_bad_or_slow_clip_fails_alone():
+    from curator.stage import RunContext
+
+    cfg = PipelineConfig.load(None, ["run.item_timeout_s=0.1"])
+    st = _Flaky(cfg.stages.quality, RunContext(cfg, "file:///i", "file:///o", "t", "h"))
+    rows = [_clip(clip_id=c, mp4=b"x") for c in ("good", "bad", "slow", "low")]
+    out = {r["clip_id"]: r for r in st.process(rows)}
+    assert out["good"]["status"] == OK and out["good"]["checks"][0]["passed"]
+    assert (out["bad"]["status"], out["bad"]["reason"]) == ("error", "stage_failed")
+    assert (out["slow"]["status"], out["slow"]["reason"]) == ("error", "timeout") and "mp4" not in out["slow"]
+    assert (out["low"]["status"], out["low"]["reason"]) == (REJECTED, "low")
