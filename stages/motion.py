@@ -113,7 +113,7 @@ def mv_steps(source: Any) -> tuple[list[Step], tuple[int, int], float] | None:
     try:
         vs = container.streams.video[0]
         vs.codec_context.options = {"flags2": "+export_mvs"}
-        vs.thread_type = "AUTO"
+        vs.thread_type = "SLICE"  # frame threading exports a varying set of vectors; slices do not
         fps = float(vs.average_rate or vs.guessed_rate or 25)
         w, h = vs.codec_context.width, vs.codec_context.height
         steps: list[Step] = []

@@ -13,9 +13,9 @@ predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1), weights and CLIP from th
 directory; mean over sampled frames; rejects ``low_aesthetic`` below 3.5 (the reference).
 
 ``dover`` — a DOVER-style video quality model exported with TorchScript at
-``models.dir/dover/dover.pt`` (or with ``torch.export`` as a ``.pt2`` archive): input float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-
-normalised, T = ``frames`` uniformly sampled, S = ``size``), output one or more scores whose
-mean is ``dover_score``. Rejects ``low_dover`` below ``min_score`` and, globally, the bottom
+``models.dir/dover/dover.pt`` (or with ``torch.export`` as a ``.pt2`` archive): input
+float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-normalised, T = ``frames`` uniformly
+sampled, S = ``size``), output one or more scores whose mean is ``dover_score``. Rejects ``low_dover`` below ``min_score`` and, globally, the bottom
 ``drop_bottom_percent`` (15 % in the reference design).
 
 Both optional stages name their missing weights at start-up and are skipped; nothing is

@@ -195,3 +195,27 @@ def test_cli_refilter_subprocess(run_out, tmp_path):
     assert "quality/low_quality" in proc.stdout
     assert not any(r["status"] == OK for r in manifest_rows(out) if r["quality_score"] is not None
                    and r["quality_score"] < 0.99)
+
+
+def test_default_pipeline_runs_the_filters_offline(filter_set, tmp_path):
+    """No stage.order override: the cheap filters run, the model stages say what they miss."""
+    from curator import pipeline
+    from curator.driver import execute
+    from curator.runners.local import LocalRunner
+
+    src = {c.name: c.path for c in filter_set}
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for n in ("text_sub_static", "moving_bikes_b"):
+        shutil.copy(src[n], inp / f"{n}.mp4")
+    cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=fixed", f"models.dir={tmp_path / 'm'}"],
+                              input=str(inp), output=str(tmp_path / "out"))
+    p = pipeline.build(cfg)
+    assert [s.name for s in p.specs] == ["ingest", "split", "transcode", "motion", "quality", "text_overlay", "embed",
+                                         "staging"]
+    assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption"}
+    execute(p, LocalRunner())
+    rows = by_name(manifest_rows(tmp_path / "out"))
+    assert rows["text_sub_static"]["reason"] == "text_overlay"
+    assert rows["text_sub_static"]["embedding"] is None  # embed skipped the rejected clip
+    assert rows["moving_bikes_b"]["status"] == OK and rows["moving_bikes_b"]["embedding"] is not None

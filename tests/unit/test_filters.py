@@ -369,3 +369,18 @@ def test_one_bad_or_slow_clip_fails_alone():
     assert (out["bad"]["status"], out["bad"]["reason"]) == ("error", "stage_failed")
     assert (out["slow"]["status"], out["slow"]["reason"]) == ("error", "timeout") and "mp4" not in out["slow"]
     assert (out["low"]["status"], out["low"]["reason"]) == (REJECTED, "low")
+
+
+def test_motion_vectors_are_deterministic(tmp_path):
+    """Frame-threaded decoding exports a varying set of motion vectors; the stage must not."""
+    from curator.synth import make_shots_video
+    from stages.motion import mv_steps, summarise
+
+    p = tmp_path / "m.mp4"
+    make_shots_video(str(p), [("mandelbrot", 70)], width=192, height=108, fps=25)
+    data = p.read_bytes()
+    outs = set()
+    for _ in range(4):
+        steps, size, fps = mv_steps(data)
+        outs.add(json.dumps(summarise([steps], size, 25.0), sort_keys=True))
+    assert len(outs) == 1
