@@ -206,7 +206,7 @@ def test_default_pipeline_runs_the_filters_offline(filter_set, tmp_path):
     src = {c.name: c.path for c in filter_set}
     inp = tmp_path / "in"
     inp.mkdir()
-    for n in ("text_sub_static", "moving_bikes_b"):
+    for n in ("text_sub_moving", "moving_bikes_b"):
         shutil.copy(src[n], inp / f"{n}.mp4")
     cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=fixed", f"models.dir={tmp_path / 'm'}"],
                               input=str(inp), output=str(tmp_path / "out"))
@@ -216,6 +216,6 @@ def test_default_pipeline_runs_the_filters_offline(filter_set, tmp_path):
     assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption"}
     execute(p, LocalRunner())
     rows = by_name(manifest_rows(tmp_path / "out"))
-    assert rows["text_sub_static"]["reason"] == "text_overlay"
-    assert rows["text_sub_static"]["embedding"] is None  # embed skipped the rejected clip
+    assert rows["text_sub_moving"]["reason"] == "text_overlay"
+    assert rows["text_sub_moving"]["embedding"] is None  # embed skipped the rejected clip
     assert rows["moving_bikes_b"]["status"] == OK and rows["moving_bikes_b"]["embedding"] is not None
