@@ -1,7 +1,7 @@
 # Two commands a fresh machine needs:
 #   make demo   install, then curate the bundled sample videos into out/demo (embedded Ray)
-#   make test   install everything (Python packages, ffmpeg via imageio-ffmpeg, Azurite via npm)
-#               and run the whole test suite
+#   make test   install everything (Python packages, ffmpeg via imageio-ffmpeg, Azurite via npm,
+#               headless Chromium from the distribution packages) and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install chromium demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@if [ -f package.json ]; then npm install --no-audit --no-fund --loglevel=error; fi
 	@touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
+
+# Headless Chromium opens `curator report` output in tests/integration/test_report.py.
+# From the distribution's packages (Debian: `chromium`); sudo only when not root.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing chromium (apt-get) for the report test"; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium \
+	    || echo "warning: chromium not installed; tests/integration/test_report.py will skip its browser check"; \
+	fi
 
 demo: install
 	$(BIN)/curator run --input samples/ --output out/demo --force

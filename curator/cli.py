@@ -170,6 +170,18 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from curator import storage
+    from curator.report import write_report
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    uri = write_report(args.run, args.output, cfg.report, max_pixels=cfg.stages.ingest.max_pixels)
+    print(f"report: {storage.display(uri)}")
+    return 0
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="curator", description=__doc__)
@@ -233,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     _config_args(p)
     p.set_defaults(fn=cmd_train_type_head)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
+    p.add_argument("run", help="output URI of a run")
+    p.add_argument("--output", "-o", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_report)
     return ap
 
 

@@ -420,6 +420,20 @@ RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
                 "endpoint.timeout_s", "endpoint.retries", "endpoint.backoff_s", "endpoint.rate_limit_rps",
                 "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size"),
 }
+class ReportConfig(_Model):
+    """`curator report RUN`: what the HTML report shows (it never changes a run's output)."""
+
+    thumbs_per_reason: int = Field(3, ge=0, le=50, description="Example thumbnails per reject reason.")
+    kept_thumbs: int = Field(12, ge=0, le=200, description="Thumbnails of kept clips (a deterministic sample).")
+    dedup_groups: int = Field(6, ge=0, le=100, description="Duplicate groups shown with thumbnails, largest first.")
+    dedup_members: int = Field(4, ge=2, le=50, description="Clips shown per duplicate group (the kept one first).")
+    thumb_width: int = Field(224, ge=32, le=1024, description="Thumbnail width in pixels.")
+    histogram_bins: int = Field(30, ge=2, le=500, description="Bins of each score histogram.")
+    max_source_mb: float = Field(
+        256.0, ge=0, description="Video-level thumbnails come from the source video; remote sources larger "
+                                 "than this are not fetched (a labelled placeholder is shown instead).")
+    max_dedup_groups_counted: int = Field(
+        1_000_000, ge=1, description="Memory bound: distinct duplicate groups whose sizes are tallied.")
 
 
 class PipelineConfig(_Model):
@@ -432,6 +446,7 @@ class PipelineConfig(_Model):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -472,7 +487,7 @@ class PipelineConfig(_Model):
 
     def content_hash(self) -> str:
         """A hash of what determines the output (not where it runs or where it goes)."""
-        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models"})
+        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "report"})
         for name, stage in d.get("stages", {}).items():
             if isinstance(stage, dict):
                 stage.pop("resources", None)

@@ -51,6 +51,8 @@ def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
                 pieces = [(s, min(b, s + per)) for s in range(a, b, per)]
                 pieces = [(s, e) for s, e in pieces if t_at(e) - t_at(s) + 1e-9 >= min_s]
         for s, e in pieces:
+            if e <= s:  # fewer frames than pieces: only a broken time base spaces frames this far
+                continue
             spans.append({"start_frame": s, "end_frame": e,
                           "start_s": round(t_at(s), 6), "end_s": round(t_at(e), 6)})
     return spans

@@ -78,6 +78,13 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
+def open_options(limits: Limits) -> dict[str, str]:
+    """Options for av.open. Opening a container already decodes a frame or two to learn
+    the stream's parameters; `max_pixels` makes libavcodec refuse pictures over the limit
+    there, so a 16k x 16k header costs nothing before the guard below rejects it."""
+    return {"max_pixels": str(max(1, min(limits.max_pixels, 2**31 - 1)))}
+
+
 def _rotation(value: float | int | None) -> int:
     if value is None:
         return 0
@@ -101,12 +108,13 @@ def probe(source: str | BinaryIO | bytes, *, head: bytes | None = None, limits: 
             raise ProbeError(Reason.EMPTY, "zero-byte file")
         if sniffed == Reason.NOT_VIDEO:
             raise ProbeError(Reason.NOT_VIDEO, "content is text or a still image, not a video container")
+    limits = limits or Limits()
     try:
-        container = av.open(source, metadata_errors="ignore")
+        container = av.open(source, metadata_errors="ignore", options=open_options(limits))
     except av.error.FFmpegError as exc:
         raise ProbeError(Reason.UNREADABLE, f"cannot open container: {exc}") from None
     try:
-        return _probe_open(container, limits or Limits())
+        return _probe_open(container, limits)
     finally:
         container.close()
 
@@ -127,7 +135,8 @@ def _probe_open(container: Any, limits: Limits) -> VideoInfo:
         raise ProbeError(Reason.NOT_VIDEO, f"a still image ({codec} in {fmt}), not a video")
     coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
     if coded_w <= 0 or coded_h <= 0:
-        raise ProbeError(Reason.BAD_HEADER, f"video stream has no size ({coded_w}x{coded_h})")
+        raise ProbeError(Reason.BAD_HEADER, f"video stream has no usable size ({coded_w}x{coded_h}): the header "
+                                            "gives none, or one the decoder refuses (over 16k x 16k)")
     if coded_w * coded_h > limits.max_pixels:
         raise ProbeError(Reason.TOO_MANY_PIXELS,
                          f"{coded_w}x{coded_h} > stages.ingest.max_pixels={limits.max_pixels} (not decoded)")
@@ -148,6 +157,10 @@ def _probe_open(container: Any, limits: Limits) -> VideoInfo:
     if not avg or float(avg) <= 0 or float(avg) > limits.max_fps:
         raise ProbeError(Reason.BAD_HEADER, f"unusable frame rate ({avg}; limit {limits.max_fps})")
     fps = float(avg)
+    if num_frames > 1 and duration > 0 and not 0.1 <= fps * duration / num_frames <= 10:
+        # e.g. a zero time scale (FFmpeg then assumes 1 tick per second) or zero sample durations
+        raise ProbeError(Reason.BAD_HEADER, f"frame rate {fps:.4g} contradicts the header's {num_frames} frames "
+                                            f"in {duration:.4g} s (broken time scale or frame durations)")
     if duration > limits.max_duration_s:
         raise ProbeError(Reason.TOO_LONG,
                          f"{duration:.0f} s > stages.ingest.max_duration_s={limits.max_duration_s:.0f} (not decoded)")

@@ -90,10 +90,34 @@ def read_listing_part(item: dict[str, Any]) -> list[Row]:
     return read_part(item["uri"])
 
 
+def fit_actor_cpus(stages: list[Stage], cluster_cpus: float, embedded: bool) -> float:
+    """The factor to scale actor CPU reservations by so that every actor pool at its
+    minimum size plus the widest task still fits the cluster; otherwise the pools hold all
+    CPUs and the task stages between them never run (the job hangs).
+
+    On an embedded Ray the reservations are scaled down (with a warning); on a cluster,
+    which may autoscale, only a warning is given."""
+    pools = sum(s.resources.min_actors * s.resources.num_cpus for s in stages if s.stateful)
+    widest_task = max((s.resources.num_cpus for s in stages if not s.stateful), default=0.0)
+    if not pools or pools + widest_task <= cluster_cpus:
+        return 1.0
+    if not embedded:
+        log.warning("actor pools reserve %.1f CPUs at their minimum size and tasks need %.1f more, but the "
+                    "cluster has %.1f now; this runs only if the cluster scales up", pools, widest_task, cluster_cpus)
+        return 1.0
+    room = max(cluster_cpus - widest_task, 0.1 * cluster_cpus)
+    factor = room / pools
+    log.warning("actor pools would reserve %.1f of this machine's %.0f CPUs; scaling their reservations by %.2f "
+                "so the task stages can run (set stages.<name>.resources to choose yourself)",
+                pools, cluster_cpus, factor)
+    return factor
+
+
 # ----------------------------------------------------------------------- runner
 class RayRunner:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
+        self._actor_cpu_scale = 1.0
 
     def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         import ray
@@ -113,6 +137,8 @@ class RayRunner:
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, num_cpus=0.25)
+        self._actor_cpu_scale = fit_actor_cpus([spec.build(ctx) for spec in pipeline.specs],
+                                               ray.cluster_resources().get("CPU", 0.0), embedded=not self.cfg.address)
         for spec in pipeline.specs:
             ds = self._apply(ds, spec, ctx, schema)
         names = set(pipeline.schema.names)
@@ -124,8 +150,9 @@ class RayRunner:
 
         stage = spec.build(ctx)
         res = stage.resources
+        cpus = res.num_cpus * (self._actor_cpu_scale if stage.stateful else 1.0)
         kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow",
-                                      num_cpus=res.num_cpus, zero_copy_batch=True)
+                                      num_cpus=cpus, zero_copy_batch=True)
         if res.num_gpus:
             kwargs["num_gpus"] = res.num_gpus
         if res.memory_gb:

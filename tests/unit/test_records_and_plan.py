@@ -84,3 +84,23 @@ def test_shard_tar_is_byte_identical_across_writes(tmp_path):
         meta = json.loads(tar.extractfile("v-00001.json").read())
     assert names == ["v-00001.mp4", "v-00001.json"]
     assert "timings" not in meta and meta["clip_id"] == "v-00001"
+
+
+def test_actor_pools_are_fitted_to_an_embedded_ray():
+    from curator.config import PipelineConfig
+    from curator.runners.ray import fit_actor_cpus
+    from curator.stage import RunContext, Stage
+
+    class Pool(Stage):
+        stateful = True
+
+    class Task(Stage):
+        pass
+
+    cfg = PipelineConfig()
+    ctx = RunContext(cfg, "file:///i", "file:///o", "r", "h")
+    stages = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.transcode, ctx)]
+    assert fit_actor_cpus(stages, 8, embedded=True) == 1.0
+    factor = fit_actor_cpus(stages, 2, embedded=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
+    assert 2 * factor + 1.0 <= 2.0 + 1e-9
+    assert fit_actor_cpus(stages, 2, embedded=False) == 1.0  # a cluster may scale up
