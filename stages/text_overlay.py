@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,31 @@ TEXT_OVERLAY = "text_overlay"
 MIN_GLYPH_ASPECT = 0.3
 
 
+def _import_onnxruntime() -> None:
+    """Import onnxruntime with TMPDIR pointed at a private folder that is then removed:
+    importing it writes a telemetry session file `$TMPDIR/.ses` (its bundled 1DS SDK),
+    and a run must leave nothing behind outside its output."""
+    import shutil
+    import sys
+    import tempfile
+
+    if "onnxruntime" in sys.modules:
+        return
+    private = tempfile.mkdtemp(prefix="curator-ort-")
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = private
+    try:
+        import onnxruntime  # noqa: F401
+    finally:
+        if old is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def make_engine(det_limit_side: int) -> Any:
+    _import_onnxruntime()
     from rapidocr import RapidOCR
 
     return RapidOCR(params={

@@ -384,3 +384,19 @@ def test_motion_vectors_are_deterministic(tmp_path):
         steps, size, fps = mv_steps(data)
         outs.add(json.dumps(summarise([steps], size, 25.0), sort_keys=True))
     assert len(outs) == 1
+
+
+def test_ocr_engine_leaves_nothing_in_tmpdir(tmp_path):
+    """Importing onnxruntime writes $TMPDIR/.ses; the text stage imports it in a private dir."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import numpy as np; from stages.text_overlay import make_engine; "
+            "make_engine(640)(np.zeros((64, 64, 3), np.uint8))")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    assert os.listdir(tmp_path) == []
