@@ -238,6 +238,8 @@ def _config_models(cfg: PipelineConfig) -> list[str]:
         names.append(st.embed.model)
     if "caption" in st.order and st.caption.enabled and st.caption.backend != "endpoint":
         names.append(st.caption.model)
+    if "aesthetic" in st.order and st.aesthetic.enabled:
+        names.append(st.aesthetic.clip_model)
     return names
 
 
@@ -287,6 +289,29 @@ def cmd_models(args: argparse.Namespace) -> int:
         except registry.ModelError as exc:
             print(f"curator: {exc}", file=sys.stderr)
             return 1
+def cmd_refilter(args: argparse.Namespace) -> int:
+    from curator import filters
+    from curator.runners import make_runner
+
+    cfg, _ = filters.load_run_config(args.run, args.config, args.overrides)
+    _setup_logging(cfg.run.log_level)
+    runner = None
+    if not args.no_shard:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
+        runner = make_runner(cfg)
+    summary = filters.refilter(args.run, args.config, args.overrides, map_fn=runner.map if runner else None,
+                               shard=not args.no_shard)
+    print(summary.format())
+    return 0
+
+
+def cmd_train_type_head(args: argparse.Namespace) -> int:
+    from stages import video_type
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs)
+    print(report)
     return 0
 
 
@@ -406,6 +431,21 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--model-dir", help="override models.dir / CURATOR_MODEL_DIR")
         _config_args(mp)
         mp.set_defaults(fn=cmd_models)
+    p = sub.add_parser("refilter", help="re-apply filter thresholds to a finished run from its manifest "
+                                        "(no decoding), then re-shard")
+    p.add_argument("run", help="output URI of a run")
+    p.add_argument("--runner", choices=["ray", "local"], help="for re-sharding; default: local")
+    p.add_argument("--no-shard", action="store_true", help="rewrite the manifest only")
+    _config_args(p)
+    p.set_defaults(fn=cmd_refilter)
+
+    p = sub.add_parser("train-type-head", help="train the video-type MLP head from labelled clips of a run")
+    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("--labels", required=True, help="CSV or Parquet with columns clip_id,label")
+    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.video_type.head>)")
+    p.add_argument("--epochs", type=int, default=200, help="training epochs")
+    _config_args(p)
+    p.set_defaults(fn=cmd_train_type_head)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
     p.add_argument("run", help="output URI of a run")

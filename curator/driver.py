@@ -243,6 +243,8 @@ def post_curation(output_uri: str, config: PipelineConfig, runner: Any) -> None:
             log.info("index: %d clips added to %s", res_i["added"], storage.display(res_i["index"]))
         else:
             log.info("index: no clip with an embedding to add")
+
+
 def _run_info(output_uri: str) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(storage.read_bytes(storage.join(output_uri, CONFIG_NAME))) or {}
@@ -255,6 +257,20 @@ def _hash(doc: Any) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def apply_filters(output_uri: str, config: PipelineConfig, stage_names: list[str]) -> Any:
+    """Run-level filter step after consolidation: re-decide every clip from its recorded
+    scores with this config (so a resumed run matches the config it ran with) and apply
+    the global percentile rules ("drop the bottom 15 %") over the whole run."""
+    from curator import filters
+
+    if not filters.filter_classes(stage_names):
+        return None
+    summary = filters.rewrite_manifest(output_uri, config, stage_names)
+    for key, cut in summary.cutoffs.items():
+        log.info("percentile rule: %s >= %.4g over the whole run", key, cut)
+    return summary
 
 
 def summarize(output_uri: str, elapsed: float, resumed: int, shard_results: list[dict[str, Any]]) -> Summary:
@@ -337,6 +353,8 @@ def execute(pipeline: Pipeline, runner: Any, *, force: bool = False, progress: P
         clear_work(ctx.output_uri)
         progress.set_phase("consolidating manifest")
         manifest.consolidate(ctx.output_uri, pipeline.schema)
+        progress.set_phase("applying filter rules")
+        apply_filters(ctx.output_uri, ctx.config, [s.name for s in pipeline.specs])
         progress.set_phase("dedup and index")
         post_curation(ctx.output_uri, ctx.config, runner)
         results: list[dict[str, Any]] = []

@@ -32,6 +32,12 @@ STAGES: dict[str, str] = {
     "transcode": "stages.transcode:TranscodeStage",
     "embed": "stages.embed:EmbedStage",
     "caption": "stages.caption:CaptionStage",
+    "motion": "stages.motion:MotionStage",
+    "quality": "stages.quality:QualityStage",
+    "aesthetic": "stages.quality:AestheticStage",
+    "dover": "stages.quality:DoverStage",
+    "text_overlay": "stages.text_overlay:TextOverlayStage",
+    "video_type": "stages.video_type:VideoTypeStage",
     "staging": "stages.staging:StagingStage",
 }
 

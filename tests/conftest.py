@@ -78,3 +78,11 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 # Storage emulators (moto S3, gcp-storage-emulator, Azurite), started on first use.
 from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401
+@pytest.fixture(scope="session")
+def filter_set(tmp_path_factory):
+    """The labelled clip set of curator.synth_filters (~80 small clips with known truth),
+    generated once per session."""
+    from curator.synth_filters import make_filter_set
+
+    folder = tmp_path_factory.mktemp("filter_set")
+    return make_filter_set(folder)

@@ -121,7 +121,12 @@ def test_every_input_has_a_row_with_a_status_and_reason(hostile):
         else:
             mine = [c for c in clips if c["video_id"] == v["video_id"]]
             assert v["status"] == "ok" and v["num_clips"] == len(mine) >= 1, (kind.name, v)
-            assert all(c["status"] == "ok" and SAFE_ID.match(c["clip_id"]) for c in mine), kind.name
+            assert all(SAFE_ID.match(c["clip_id"]) for c in mine), kind.name
+            for c in mine:  # kept, or rejected by a filter with its score, threshold and reason; never an error
+                assert c["status"] in ("ok", "rejected"), (kind.name, c["stage"], c["reason"], c["detail"])
+                if c["status"] == "rejected":
+                    assert c["reason"] and any(ch["stage"] == c["stage"] and ch["passed"] is False
+                                               for ch in c["checks"]), (kind.name, c["stage"], c["reason"])
     # the 16000x16000 claim is refused by the pixel guard, the three-day one by the duration guard
     assert videos["huge_16000x16000.mp4"]["reason"] == "too_many_pixels"
     assert "not decoded" in videos["huge_16000x16000.mp4"]["detail"]

@@ -23,6 +23,9 @@ from stages.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration
 
+#: the spine's own middle stages: the filters (default) have their own tests
+SPINE = "stages.order=[embed,caption]"
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -41,7 +44,7 @@ def corpus(tmp_path_factory):
 
 def _config(inp, out, **over):
     sets = [f"{k}={v}" for k, v in over.items()]
-    return PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", *sets],
+    return PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", SPINE, *sets],
                                input=str(inp), output=str(out))
 
 

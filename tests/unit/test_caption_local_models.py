@@ -87,7 +87,8 @@ def test_transformers_backend_feeds_the_uniform_frames(model_dir, rows_data):
 
 
 def test_missing_vlm_is_skipped_at_startup_with_the_command(tmp_path):
-    cfg = PipelineConfig.load(overrides=[f"models.dir={tmp_path}"], input=str(tmp_path), output=str(tmp_path / "o"))
+    cfg = PipelineConfig.load(overrides=[f"models.dir={tmp_path}", "stages.order=[embed,caption]"],
+                              input=str(tmp_path), output=str(tmp_path / "o"))
     from curator import pipeline
 
     p = pipeline.build(cfg)

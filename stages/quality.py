@@ -1,0 +1,264 @@
+"""Quality filters: technical quality (always), aesthetic and DOVER-style scores (with weights).
+
+``quality`` — no-reference measures on ``sample_frames`` uniformly sampled frames, CPU only
+(:mod:`curator.media.quality`): BRISQUE, sharpness (variance of the Laplacian), noise
+(Immerkaer), exposure (clipped pixels, mean luma) and blockiness (8x8 grid edges). Each is
+mapped to 0..1 and the weighted mean is ``quality_score`` (``stages.quality.weights``).
+Rejects ``low_quality`` below ``min_score``; each raw measure has an optional threshold of
+its own. ``drop_bottom_percent`` is a global rule applied over the whole run's manifest
+after the run (see :func:`curator.filters.apply_global`).
+
+``aesthetic`` — a small MLP head over CLIP image embeddings (the LAION improved-aesthetic-
+predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1), weights and CLIP from the model
+directory; mean over sampled frames; rejects ``low_aesthetic`` below 3.5 (the reference).
+
+``dover`` — a DOVER-style video quality model exported with TorchScript at
+``models.dir/dover/dover.pt`` (or with ``torch.export`` as a ``.pt2`` archive): input
+float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-normalised, T = ``frames`` uniformly
+sampled, S = ``size``), output one or more scores whose mean is ``dover_score``. Rejects ``low_dover`` below ``min_score`` and, globally, the bottom
+``drop_bottom_percent`` (15 % in the reference design).
+
+Both optional stages name their missing weights at start-up and are skipped; nothing is
+faked when the weights are absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curator.config import AestheticConfig, DoverConfig, QualityConfig
+from curator.deadline import check as check_deadline
+from curator.filters import Filter, Rule
+from curator.media import quality as q
+from curator.records import Row
+from curator.stage import Requirement
+
+log = logging.getLogger(__name__)
+
+LOW_QUALITY = "low_quality"
+
+
+def _frames(row: Row, n: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    from curator.media.decode import sample_frames
+
+    data = row.get("mp4")
+    if data is None:
+        raise ValueError("clip has no encoded bytes (mp4)")
+    frames, _ = sample_frames(data, n, size, num_frames=row.get("clip_frames") or None)
+    if not len(frames):
+        raise ValueError("no decodable frames")
+    return frames
+
+
+class QualityStage(Filter):
+    name = "quality"
+    reasons = (LOW_QUALITY, "high_brisque", "blurry", "badly_exposed", "blocky")
+    config: QualityConfig
+    columns = [
+        ("quality_score", pa.float64()),
+        ("brisque", pa.float64()),
+        ("sharpness", pa.float64()),
+        ("noise", pa.float64()),
+        ("exposure", pa.float64()),
+        ("mean_luma", pa.float64()),
+        ("blockiness", pa.float64()),
+    ]
+
+    @classmethod
+    def rules(cls, config: QualityConfig) -> list[Rule]:
+        return [
+            Rule("quality_score", ">=", config.min_score, LOW_QUALITY, "min_score"),
+            Rule("brisque", "<=", config.max_brisque, "high_brisque", "max_brisque"),
+            Rule("sharpness", ">=", config.min_sharpness, "blurry", "min_sharpness"),
+            Rule("exposure", "<=", config.max_clipped, "badly_exposed", "max_clipped"),
+            Rule("blockiness", "<=", config.max_blockiness, "blocky", "max_blockiness"),
+        ]
+
+    @classmethod
+    def global_rules(cls, config: QualityConfig) -> list[tuple[str, float]]:
+        return [("quality_score", config.drop_bottom_percent)]
+
+    @classmethod
+    def derive(cls, row: Row, config: QualityConfig) -> None:
+        # quality_score is a function of the raw measures and the weights: re-weighting needs no decode
+        keys = ("brisque", "sharpness", "noise", "exposure", "mean_luma", "blockiness")
+        if all(row.get(k) is not None for k in keys):
+            row["quality_score"] = round(q.combine({k: float(row[k]) for k in keys}, config.weights), 6)
+
+    def setup(self) -> None:
+        self.brisque = q.brisque_model()
+
+    def measure(self, row: Row) -> dict[str, Any]:
+        frames = _frames(row, self.config.sample_frames)
+        h, w = frames.shape[1:3]
+        scale = min(1.0, self.config.max_side / max(h, w))
+        per: dict[str, list[float]] = {k: [] for k in ("brisque", "sharpness", "noise", "exposure", "mean_luma",
+                                                         "blockiness")}
+        import cv2
+
+        for rgb in frames:
+            check_deadline()
+            y_full = q.luma(rgb)
+            per["blockiness"].append(q.blockiness(y_full))
+            if scale < 1.0:
+                rgb = cv2.resize(rgb, (max(8, int(w * scale)), max(8, int(h * scale))), interpolation=cv2.INTER_AREA)
+            y = q.luma(rgb)
+            per["brisque"].append(float(self.brisque.score(rgb)))
+            per["sharpness"].append(q.sharpness(y))
+            per["noise"].append(q.noise_sigma(y))
+            clipped, mean = q.exposure(y)
+            per["exposure"].append(clipped)
+            per["mean_luma"].append(mean)
+        out = {k: round(float(np.mean(v)), 6) for k, v in per.items()}
+        out["quality_score"] = round(q.combine(out, self.config.weights), 6)
+        return out
+
+
+# ---------------------------------------------------------------------- aesthetic
+class AestheticHead:
+    """The LAION improved-aesthetic-predictor MLP: Linear(d,1024) Drop Linear(1024,128) Drop
+    Linear(128,64) Drop Linear(64,16) Linear(16,1), on L2-normalised CLIP image embeddings."""
+
+    @staticmethod
+    def build(dim: int) -> Any:
+        import torch.nn as nn
+
+        class _MLP(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layers = nn.Sequential(
+                    nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+                    nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+
+            def forward(self, x: Any) -> Any:
+                return self.layers(x)
+
+        return _MLP()
+
+    @classmethod
+    def load(cls, path: str) -> Any:
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        dim = int(state["layers.0.weight"].shape[1])
+        model = cls.build(dim)
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def _device(pref: str) -> str:
+    from curator.models.clip import resolve_device
+
+    return resolve_device(pref)
+
+
+class AestheticStage(Filter):
+    name = "aesthetic"
+    reasons = ("low_aesthetic",)
+    stateful = True
+    config: AestheticConfig
+    columns = [("aesthetic_score", pa.float64())]
+
+    @classmethod
+    def rules(cls, config: AestheticConfig) -> list[Rule]:
+        return [Rule("aesthetic_score", ">=", config.min_score, "low_aesthetic", "min_score")]
+
+    def _head(self) -> str:
+        w = self.config.weights
+        return w if os.path.isabs(w) else os.path.join(self.ctx.model_dir if self.ctx else "", w)
+
+    def requirements(self) -> list[Requirement]:
+        missing = []
+        if not os.path.isfile(self._head()):
+            missing.append(Requirement("aesthetic MLP head weights", self._head(),
+                                       fix="place the LAION improved-aesthetic-predictor state dict there "
+                                           "(docs/filters.md)"))
+        try:
+            from curator.models import registry
+        except ImportError as exc:
+            missing.append(Requirement(f"the CLIP model registry curator.models.registry ({exc})"))
+        else:
+            req = registry.requirement(self.config.clip_model, self.ctx.model_dir, "stage aesthetic")
+            if req:
+                missing.append(req)
+        return missing
+
+    def setup(self) -> None:
+        import torch
+
+        from curator.models import clip as clip_models
+
+        self.device = _device(self.config.device)
+        self.clip = clip_models.load_name(self.config.clip_model, self.ctx.model_dir, device=self.device)
+        self.head = AestheticHead.load(self._head()).to(self.device)
+        self.torch = torch
+
+    def measure(self, row: Row) -> dict[str, Any]:
+        frames = _frames(row, self.config.sample_frames)
+        emb = np.asarray(self.clip.encode_images(frames), dtype=np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-8
+        with self.torch.no_grad():
+            s = self.head(self.torch.from_numpy(emb).to(self.device)).squeeze(-1).float().cpu().numpy()
+        return {"aesthetic_score": round(float(s.mean()), 6)}
+
+
+# -------------------------------------------------------------------------- DOVER
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class DoverStage(Filter):
+    name = "dover"
+    reasons = ("low_dover",)
+    stateful = True
+    config: DoverConfig
+    columns = [("dover_score", pa.float64())]
+
+    @classmethod
+    def rules(cls, config: DoverConfig) -> list[Rule]:
+        return [Rule("dover_score", ">=", config.min_score, "low_dover", "min_score")]
+
+    @classmethod
+    def global_rules(cls, config: DoverConfig) -> list[tuple[str, float]]:
+        return [("dover_score", config.drop_bottom_percent)]
+
+    def _path(self) -> str:
+        return os.path.join(self.ctx.model_dir if self.ctx else "", self.config.weights)
+
+    def requirements(self) -> list[Requirement]:
+        p = self._path()
+        if not os.path.exists(p):
+            return [Requirement("DOVER-style quality model (TorchScript)", p,
+                                fix="export DOVER with torch.jit.trace to that path (docs/filters.md)")]
+        return []
+
+    def setup(self) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = _device(self.config.device)
+        path = self._path()
+        if path.endswith(".pt2"):  # torch.export archive
+            self.model = torch.export.load(path).module().to(self.device)
+        else:  # TorchScript
+            self.model = torch.jit.load(path, map_location=self.device).eval()
+
+    def measure(self, row: Row) -> dict[str, Any]:
+        s = self.config.size
+        frames = _frames(row, self.config.frames, (s, s)).astype(np.float32) / 255.0
+        x = (frames - IMAGENET_MEAN) / IMAGENET_STD  # [T, S, S, 3]
+        x = np.ascontiguousarray(x.transpose(3, 0, 1, 2))[None]  # [1, 3, T, S, S]
+        with self.torch.no_grad():
+            out = self.model(self.torch.from_numpy(x).to(self.device))
+        if isinstance(out, (list, tuple)):
+            vals = [float(o.float().mean()) for o in out]
+        else:
+            vals = [float(out.float().mean())]
+        return {"dover_score": round(float(np.mean(vals)), 6)}

@@ -1,0 +1,123 @@
+"""Video type through the real pipeline: zero-shot with a tiny random-weight open_clip model
+saved into a temporary model directory (its accuracy is meaningless and not asserted),
+then `curator train-type-head` on that run's embeddings and a run that uses the head."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from curator.config import PipelineConfig
+from curator.records import OK, REJECTED
+
+pytestmark = pytest.mark.integration
+
+NAMES = ["moving_bikes_a", "moving_carphone", "camera_pan_left_street", "static_people", "moving_life",
+         "camera_zoom_in_street"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, filter_set):
+    from curator.testing import tiny_models
+
+    root = tmp_path_factory.mktemp("vt")
+    model_dir = root / "models"
+    name = tiny_models.build_open_clip(str(model_dir))
+    inp = root / "in"
+    inp.mkdir()
+    src = {c.name: c.path for c in filter_set}
+    for n in NAMES:
+        shutil.copy(src[n], inp / f"{n}.mp4")
+    return root, model_dir, name, inp
+
+
+def run(inp, out, model_dir, name, *extra):
+    from curator import pipeline
+    from curator.driver import execute
+    from curator.runners.local import LocalRunner
+
+    cfg = PipelineConfig.load(None, ["stages.order=[embed,video_type]", f"stages.embed.model={name}",
+                                     f"models.dir={model_dir}", "stages.embed.device=cpu", "stages.embed.num_frames=4",
+                                     "stages.video_type.device=cpu", "stages.split.method=fixed",
+                                     "stages.split.stride_s=10", "run.runner=local", *extra],
+                              input=str(inp), output=str(out))
+    p = pipeline.build(cfg)
+    assert [s.name for s in p.specs][3:5] == ["embed", "video_type"], p.describe()
+    execute(p, LocalRunner())
+    return [r for r in pq.read_table(out / "manifest.parquet").to_pylist() if r["kind"] == "clip"]
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tiny):
+    root, model_dir, name, inp = tiny
+    out = root / "out"
+    return out, run(inp, out, model_dir, name)
+
+
+def test_zero_shot_classifies_every_clip_and_samples_by_weight(tiny, zero_shot):
+    from stages.video_type import load_taxonomy
+
+    root, model_dir, name, inp = tiny
+    keys = set(load_taxonomy(None).keys)
+    out, rows = zero_shot
+    assert len(rows) == len(NAMES)
+    for r in rows:
+        assert r["video_type"] in keys and 0 < r["video_type_score"] <= 1
+        assert r["type_weight"] == load_taxonomy(None).weight(r["video_type"], {})
+        check = [c for c in r["checks"] if c["stage"] == "video_type"][0]
+        assert check["metric"] == "type_sample" and check["threshold"] == 0.0
+        if r["type_weight"] == 0:
+            assert (r["status"], r["reason"]) == (REJECTED, "type_dropped")
+        elif r["type_weight"] >= 1:
+            assert r["status"] == OK
+    # weight 0 for every type seen: the sampling rule must follow the configured weights
+    seen = {r["video_type"] for r in rows}
+    drop_all = [f"stages.video_type.weights.{k}=0" for k in seen]
+    out = root / "out_drop"
+    rows = run(inp, out, model_dir, name, *drop_all)
+    assert all((r["status"], r["stage"], r["reason"]) == (REJECTED, "video_type", "type_dropped") for r in rows)
+
+
+def test_train_type_head_then_classify_with_it(tiny, zero_shot, tmp_path):
+    from curator.cli import main
+    from stages.video_type import load_head
+
+    root, model_dir, name, inp = tiny
+    out, rows = zero_shot
+    labels = tmp_path / "labels.csv"
+    # arbitrary labels: the point is the path (CSV -> manifest embeddings -> head file -> stage)
+    lines = ["clip_id,label"] + [f"{r['clip_id']},{'driving' if i % 2 else 'nature'}" for i, r in enumerate(rows)]
+    labels.write_text("\n".join(lines) + "\n")
+    head = model_dir / "video_type" / "head.pt"
+    rc = main(["train-type-head", str(out), "--labels", str(labels), "--epochs", "30",
+               "--set", f"models.dir={model_dir}"])
+    assert rc == 0 and head.is_file()
+    model, doc = load_head(str(head))
+    assert doc["labels"] == ["nature", "driving"] and doc["embedding_model"] == name
+    rows = run(inp, root / "out_head", model_dir, name)
+    assert {r["video_type"] for r in rows} <= {"nature", "driving"}
+    head.unlink()
+
+
+def test_unknown_label_is_refused(tiny, zero_shot, tmp_path):
+    from curator.cli import main
+
+    root, model_dir, name, inp = tiny
+    out, rows = zero_shot
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"clip_id,label\n{rows[0]['clip_id']},cats\n{rows[1]['clip_id']},nature\n")
+    assert main(["train-type-head", str(out), "--labels", str(labels), "--set", f"models.dir={model_dir}"]) == 2
+
+
+def test_video_type_needs_embed_first(tmp_path):
+    from curator import pipeline
+
+    cfg = PipelineConfig.load(None, ["stages.order=[video_type,embed]"], input=str(tmp_path), output=str(tmp_path / "o"))
+    p = pipeline.build(cfg)
+    skipped = dict(p.skipped)
+    assert "video_type" in skipped and "embed" in skipped["video_type"][0].describe()
+    cfg = PipelineConfig.load(None, ["stages.order=[embed,video_type]"], input=str(tmp_path),
+                              output=str(tmp_path / "o"))
+    assert "perceptual" in dict(pipeline.build(cfg).skipped)["video_type"][0].describe()
