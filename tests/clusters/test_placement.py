@@ -163,7 +163,8 @@ def tiny_videos(tmp_path_factory):
     return d
 
 
-FAST = ["stages.split.method=fixed", "stages.split.stride_s=2.5", "run.runner=local"]
+FAST = ["stages.split.method=fixed", "stages.split.stride_s=2.5", "run.runner=local", "stages.order=[]",
+        "dedup.enabled=false"]
 
 
 @pytest.mark.integration

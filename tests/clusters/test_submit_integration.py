@@ -36,7 +36,7 @@ SECRET = "curator-it-secret-7Qx2vB"
 #: small-machine settings: only the stages this test is about, fixed-stride split (no
 #: model), and CPU shares that fit two 1-CPU nodes (transcode needs the worker's CPU and
 #: its one `nvenc`)
-TEST_SETS = ["stages.order=[]", "stages.split.method=fixed", "stages.split.stride_s=2.5",
+TEST_SETS = ["stages.order=[]", "dedup.enabled=false", "stages.split.method=fixed", "stages.split.stride_s=2.5",
              "stages.ingest.resources.num_cpus=0.25",
              "stages.split.resources.num_cpus=0.25", "stages.transcode.resources.num_cpus=0.5",
              "stages.staging.resources.num_cpus=0.25", "run.progress_interval_s=1"]

@@ -182,8 +182,8 @@ def test_splits_hold_the_right_clips(run):
 def test_a_rule_on_a_missing_column_stops_before_writing(run, tmp_path):
     out, _ = run
     before = sorted(p.relative_to(out) for p in (out / "shards").rglob("*"))
-    cfg = _config("x", out, "shard.splits={finetune: {where: ['quality_score >= 0.7']}}")
-    with pytest.raises(PipelineError, match="column 'quality_score' is not in the manifest"):
+    cfg = _config("x", out, "shard.splits={finetune: {where: ['no_such_score >= 0.7']}}")
+    with pytest.raises(PipelineError, match="column 'no_such_score' is not in the manifest"):
         shard(str(out), cfg, LocalRunner().map)
     assert sorted(p.relative_to(out) for p in (out / "shards").rglob("*")) == before
 

@@ -36,7 +36,9 @@ def dup_inputs(tmp_path_factory):
 
 def _cfg(inp: Path, out: Path, **over) -> PipelineConfig:
     sets = ["run.runner=local", "stages.split.method=fixed", "stages.split.stride_s=3",
-            "stages.transcode.preset=ultrafast"] + [f"{k}={v}" for k, v in over.items()]
+            "stages.transcode.preset=ultrafast",
+            "stages.order=[embed]"]  # dedup is under test: no filter in the way
+    sets += [f"{k}={v}" for k, v in over.items()]
     return PipelineConfig.load(None, sets, input=str(inp), output=str(out))
 
 
@@ -60,7 +62,7 @@ def test_run_marks_duplicates_and_shards_only_kept_clips(dup_inputs, tmp_path):
     assert all(r["status"] == "ok" and r["dup_group"] is None for r in by_video["d.mp4"])
     # shards hold exactly the kept clips
     idx = json.loads(storage.read_bytes(storage.join(storage.normalize(str(out)), "shards", "index.json")))
-    assert idx["samples"] == summary.clips_kept == 5
+    assert idx["clips"] == summary.clips_kept == summary.shard_samples == 5
     assert summary.rejects.get("clip: dedup/duplicate") == 6
     assert json.loads((out / "dedup.json").read_text())["stats"]["removed"] == 6
 

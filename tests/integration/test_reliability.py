@@ -24,9 +24,10 @@ from curator.synth import make_shots_video
 
 pytestmark = pytest.mark.integration
 
-#: the spine's own middle stages: the filters (default) have their own tests
-SPINE = "stages.order=[embed,caption]"
 ROOT = Path(__file__).resolve().parents[2]
+#: resume and fault handling are under test: the spine only (no filters, no dedup; the
+#: test videos share shots on purpose)
+MINIMAL = ["stages.split.method=scenedetect", "stages.order=[]", "dedup.enabled=false", "index.enabled=false"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def six_videos(tmp_path_factory):
 
 def _cli(inp, out, *extra):
     return [sys.executable, "-m", "curator", "run", "-i", str(inp), "-o", str(out), "--runner", "local",
-            "--set", "stages.split.method=scenedetect", "--set", SPINE, *extra]
+            *[x for s in MINIMAL for x in ("--set", s)], *extra]
 
 
 def _same_output(a: Path, b: Path) -> None:
@@ -80,7 +81,7 @@ def test_only_failed_redoes_just_the_failures(six_videos, tmp_path):
     (inp / "v5.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))  # broken for now
     out = tmp_path / "out"
     cfg = lambda *o: PipelineConfig.load(  # noqa: E731
-        None, ["run.runner=local", "stages.split.method=scenedetect", SPINE, *o], input=str(inp), output=str(out))
+        None, ["run.runner=local", *MINIMAL, *o], input=str(inp), output=str(out))
     first = execute(build(cfg()), LocalRunner())
     assert first.rejects == {"video: ingest/unreadable": 1}
     parts = {p.name: p.stat().st_mtime_ns for p in (out / "staging" / "videos").iterdir()}
@@ -97,7 +98,7 @@ def test_only_failed_redoes_just_the_failures(six_videos, tmp_path):
 
 
 def test_item_timeout_is_a_reason_not_a_hang(six_videos, tmp_path):
-    cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", SPINE,
+    cfg = PipelineConfig.load(None, ["run.runner=local", *MINIMAL,
                                      "run.item_timeout_s=0.001"], input=str(six_videos / "v0.mp4"),
                               output=str(tmp_path / "o"))
     summary = execute(build(cfg), LocalRunner())
@@ -130,13 +131,13 @@ class DroppingRunner(LocalRunner):
 
 
 def test_lost_videos_are_recorded_and_retried(six_videos, tmp_path):
-    cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", SPINE],
+    cfg = PipelineConfig.load(None, ["run.runner=local", *MINIMAL],
                               input=str(six_videos), output=str(tmp_path / "o"))
     summary = execute(build(cfg), DroppingRunner("v3.mp4"))
     assert summary.videos_lost == 1 and summary.rejects == {"video: runner/lost": 1}
     lost = [r for r in pq.read_table(tmp_path / "o" / "manifest.parquet").to_pylist() if r["reason"] == "lost"]
     assert [r["source_key"] for r in lost] == ["v3.mp4"]
-    again = execute(build(PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", SPINE,
+    again = execute(build(PipelineConfig.load(None, ["run.runner=local", *MINIMAL,
                                                        "run.only_failed=true"],
                                                 input=str(six_videos), output=str(tmp_path / "o"))), LocalRunner())
     assert again.videos_lost == 0 and not again.rejects and again.videos_resumed == 5
@@ -153,7 +154,7 @@ def test_ray_retries_a_killed_worker(ray_session, six_videos, tmp_path):
     from curator.runners.ray import RayRunner
 
     def cfg(out):
-        return PipelineConfig.load(None, ["stages.split.method=scenedetect", SPINE], input=str(six_videos),
+        return PipelineConfig.load(None, [*MINIMAL], input=str(six_videos),
                                    output=str(out))
 
     clean = tmp_path / "clean"

@@ -38,7 +38,8 @@ def run(inp, out, model_dir, name, *extra):
     from curator.driver import execute
     from curator.runners.local import LocalRunner
 
-    cfg = PipelineConfig.load(None, ["stages.order=[embed,video_type]", f"stages.embed.model={name}",
+    cfg = PipelineConfig.load(None, ["stages.order=[embed,video_type]", "dedup.enabled=false",
+                                     f"stages.embed.model={name}",
                                      f"models.dir={model_dir}", "stages.embed.device=cpu", "stages.embed.num_frames=4",
                                      "stages.video_type.device=cpu", "stages.split.method=fixed",
                                      "stages.split.stride_s=10", "run.runner=local", *extra],
