@@ -180,14 +180,11 @@ class AestheticStage(Filter):
             missing.append(Requirement("aesthetic MLP head weights", self._head(),
                                        fix="place the LAION improved-aesthetic-predictor state dict there "
                                            "(docs/filters.md)"))
-        try:
-            from curator.models import registry
-        except ImportError as exc:
-            missing.append(Requirement(f"the CLIP model registry curator.models.registry ({exc})"))
-        else:
-            req = registry.requirement(self.config.clip_model, self.ctx.model_dir, "stage aesthetic")
-            if req:
-                missing.append(req)
+        from curator.models import registry
+
+        req = registry.requirement(self.config.clip_model, self.ctx.model_dir, "stage aesthetic")
+        if req:
+            missing.append(req)
         return missing
 
     def setup(self) -> None:

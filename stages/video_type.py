@@ -251,10 +251,8 @@ class VideoTypeStage(Filter):
             return [Requirement(f"zero-shot video types need a CLIP embedding, but stages.embed.model is {model!r}",
                                 fix="set stages.embed.model=open_clip:ViT-B-32/openai, or train a head with "
                                     "`curator train-type-head`")]
-        try:
-            from curator.models import registry
-        except ImportError as exc:  # pragma: no cover - the model registry ships with curator
-            return [Requirement(f"curator.models.registry ({exc})")]
+        from curator.models import registry
+
         req = registry.requirement(model, self.ctx.model_dir, "stage video_type")
         return [req] if req else []
 
