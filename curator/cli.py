@@ -22,9 +22,15 @@ def _load(args: argparse.Namespace, **top: Any) -> PipelineConfig:
     return PipelineConfig.load(getattr(args, "config", None), getattr(args, "overrides", []), **top)
 
 
+#: libraries that log their own start-up details at INFO
+QUIET_LOGGERS = ("faiss", "faiss.loader", "httpx", "urllib3", "filelock", "huggingface_hub")
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="[curator] %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _stop_on_sigterm() -> None:

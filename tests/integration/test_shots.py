@@ -27,7 +27,7 @@ def _split(path, method, **kw):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     path = tmp_path_factory.mktemp("gen") / "cuts.mp4"
-    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("cellauto", 61), ("sierpinski", 38)]
+    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("zoneplate", 61), ("sierpinski", 38)]
     cuts = make_shots_video(str(path), shots, width=192, height=108, fps=25)
     return path, cuts
 
