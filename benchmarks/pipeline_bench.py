@@ -10,8 +10,9 @@ one run, on the same input:
   local/*    curator's local runner (one process, sequential)
   ray/*      curator's Ray runner (embedded Ray, all cores)
 
-for both shot detectors (scenedetect: same detector as the baseline; transnetv2: the
-default). Prints videos/s, the ratio to the baseline and per-stage time shares (from
+as runner/detector/profile: scenedetect is the baseline's detector, transnetv2 the
+default; "spine" does what the baseline does (split, transcode, shard), "full" is the
+default pipeline (filters, embedding, dedup, index). Prints videos/s, the ratio to the baseline and per-stage time shares (from
 the manifest's per-stage timings); writes benchmarks/results/pipeline.json.
 """
 
@@ -59,13 +60,21 @@ def naive(inp: Path, out: Path, min_s: float, max_s: float) -> int:
     return clips
 
 
-def curated(inp: Path, out: Path, runner: str, method: str) -> dict:
+#: "spine": what the naive baseline does too (split + transcode + shards); "full": the
+#: default pipeline (filters, embedding, dedup, index; stages without weights are skipped)
+PROFILES = {
+    "spine": ["stages.order=[]", "dedup.enabled=false", "index.enabled=false"],
+    "full": [],
+}
+
+
+def curated(inp: Path, out: Path, runner: str, method: str, profile: str) -> dict:
     from curator.config import PipelineConfig
     from curator.driver import execute
     from curator.pipeline import build
     from curator.runners import make_runner
 
-    cfg = PipelineConfig.load(None, [f"run.runner={runner}", f"stages.split.method={method}"],
+    cfg = PipelineConfig.load(None, [f"run.runner={runner}", f"stages.split.method={method}", *PROFILES[profile]],
                               input=str(inp), output=str(out))
     t0 = time.perf_counter()
     summary = execute(build(cfg), make_runner(cfg), force=True)
@@ -89,7 +98,8 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=20)
     ap.add_argument("--min-s", type=float, default=10)
     ap.add_argument("--max-s", type=float, default=60)
-    ap.add_argument("--modes", default="naive,local/scenedetect,ray/scenedetect,local/transnetv2,ray/transnetv2")
+    ap.add_argument("--modes", default="naive,local/scenedetect/spine,ray/scenedetect/spine,"
+                                       "ray/transnetv2/spine,ray/transnetv2/full")
     ap.add_argument("--json", default=str(HERE / "results" / "pipeline.json"))
     args = ap.parse_args()
 
@@ -114,20 +124,20 @@ def main() -> None:
             clips = naive(inp, work / "naive", 2.0, 60.0)
             results[mode] = {"wall_s": time.perf_counter() - t, "clips": clips, "shares": {}}
         else:
-            runner, method = mode.split("/")
-            results[mode] = curated(inp, work / mode.replace("/", "-"), runner, method)
+            runner, method, profile = mode.split("/")
+            results[mode] = curated(inp, work / mode.replace("/", "-"), runner, method, profile)
         r = results[mode]
         r["videos_per_s"] = len(made) / r["wall_s"]
-        print(f"  {mode:20s} {r['wall_s']:8.1f} s  {r['videos_per_s']:.3f} videos/s  {r['clips']} clips", flush=True)
+        print(f"  {mode:28s} {r['wall_s']:8.1f} s  {r['videos_per_s']:.3f} videos/s  {r['clips']} clips", flush=True)
 
     base = results.get("naive", {}).get("videos_per_s")
     print()
-    print(f"{'mode':20s} {'videos/s':>9s} {'vs naive':>9s} {'clips':>6s}  stage time shares")
+    print(f"{'mode':28s} {'videos/s':>9s} {'vs naive':>9s} {'clips':>6s}  stage time shares")
     for mode, r in results.items():
         ratio = r["videos_per_s"] / base if base else float("nan")
         r["ratio_vs_naive"] = ratio
         shares = ", ".join(f"{k} {v:.0%}" for k, v in r["shares"].items())
-        print(f"{mode:20s} {r['videos_per_s']:9.3f} {ratio:9.2f} {r['clips']:6d}  {shares}")
+        print(f"{mode:28s} {r['videos_per_s']:9.3f} {ratio:9.2f} {r['clips']:6d}  {shares}")
     doc = {"videos": len(made), "video_seconds": round(total_video_s, 1), "cpus": os.cpu_count(),
            "machine": platform.machine(), "python": platform.python_version(), "results": results}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
