@@ -49,7 +49,9 @@ def make_shards(work: Path, videos: int) -> Path:
     inp = work / "in"
     make_varied_set(str(inp), videos, min_s=10, max_s=20, width=640, height=360)
     out = work / "out"
-    cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", "shard.profile=tokenizer"],
+    # the spine only: the default filters and dedup would reject most synthetic patterns
+    cfg = PipelineConfig.load(None, ["run.runner=local", "stages.split.method=scenedetect", "shard.profile=tokenizer",
+                                     "stages.order=[]", "dedup.enabled=false", "index.enabled=false"],
                               input=str(inp), output=str(out))
     execute(build(cfg), LocalRunner(), force=True)
     return out

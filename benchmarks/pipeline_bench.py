@@ -44,7 +44,7 @@ def naive(inp: Path, out: Path, min_s: float, max_s: float) -> int:
     out.mkdir(parents=True, exist_ok=True)
     clips = 0
     for video in sorted(inp.glob("*.mp4")):
-        scenes = [(a.get_seconds(), b.get_seconds()) for a, b in detect(str(video), AdaptiveDetector())]
+        scenes = [(a.seconds, b.seconds) for a, b in detect(str(video), AdaptiveDetector())]
         if not scenes:  # no cut found: the whole video is one shot
             from curator.media.probe import probe
 
@@ -79,7 +79,8 @@ def curated(inp: Path, out: Path, runner: str, method: str, profile: str) -> dic
     t0 = time.perf_counter()
     summary = execute(build(cfg), make_runner(cfg), force=True)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "clips": summary.clips_kept, "shares": stage_shares(out)}
+    return {"wall_s": wall, "clips": summary.clips_kept, "clips_cut": summary.clips, "rejects": summary.rejects,
+            "shares": stage_shares(out)}
 
 
 def stage_shares(out: Path) -> dict[str, float]:

@@ -8,6 +8,7 @@ frame-rate sources are cut where their frames really are. Shots shorter than
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,7 +18,9 @@ from curator.config import SplitConfig
 from curator.media.decode import DecodeStats, iter_frames
 from curator.media.source import source_of
 from curator.records import REJECTED, Reason, Row, stop
-from curator.stage import Stage
+from curator.stage import RunContext, Stage
+
+log = logging.getLogger(__name__)
 
 SCENEDETECT_WIDTH = 256
 
@@ -65,12 +68,22 @@ class SplitStage(Stage):
     columns = [("num_shots", pa.int32())]
     config: SplitConfig
 
+    def __init__(self, config: SplitConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        # Only TransNetV2 loads a model. The other detectors run as Ray tasks, so they do
+        # not hold a CPU in an actor pool that transcoding could use (measured on 2 cores).
+        self.stateful = config.method == "transnetv2"  # type: ignore[misc]
+
     def setup(self) -> None:
         self.model = None
         if self.config.method == "transnetv2":
             from curator.models import transnetv2
 
             self.model = transnetv2.load(self.config.device)
+            if str(self.model.device).startswith("cpu"):
+                log.warning("split: TransNetV2 is running on CPU (about 50 frames/s per core, the slowest stage "
+                            "of a CPU run); on CPU-only machines stages.split.method=scenedetect "
+                            "was 8x faster in benchmarks/pipeline_bench.py")
 
     # -------------------------------------------------------------- detectors
     def _transnet(self, source: Any, stats: DecodeStats) -> list[tuple[int, int]]:

@@ -145,8 +145,8 @@ def test_lost_videos_are_recorded_and_retried(six_videos, tmp_path):
 
 @pytest.mark.slow
 def test_ray_retries_a_killed_worker(ray_session, six_videos, tmp_path):
-    """SIGKILL the shot-detection actor mid-run: Ray restarts it, retries the task, and the
-    output equals a clean run."""
+    """SIGKILL the shot-detection actor (TransNetV2: the detector that runs as an actor
+    pool) mid-run: Ray restarts it, retries the task, and the output equals a clean run."""
     import threading
 
     import psutil
@@ -154,7 +154,7 @@ def test_ray_retries_a_killed_worker(ray_session, six_videos, tmp_path):
     from curator.runners.ray import RayRunner
 
     def cfg(out):
-        return PipelineConfig.load(None, [*MINIMAL], input=str(six_videos),
+        return PipelineConfig.load(None, [*MINIMAL, "stages.split.method=transnetv2"], input=str(six_videos),
                                    output=str(out))
 
     clean = tmp_path / "clean"

@@ -79,3 +79,28 @@ def test_transnetv2_does_not_leave_global_torch_state():
     transnetv2.load("cpu")
     assert torch.are_deterministic_algorithms_enabled() == before
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_transnetv2_batching_does_not_change_predictions(generated):
+    """CPU runs one window per batch (faster there), GPUs several: same probabilities."""
+    import numpy as np
+
+    from curator.media.decode import iter_frames
+    from curator.models import transnetv2
+
+    path, _ = generated
+    frames = [f.to_ndarray(format="rgb24", width=transnetv2.SIZE[0], height=transnetv2.SIZE[1])
+              for _, _, f in iter_frames(str(path))]
+    model = transnetv2.load("cpu")
+    one = transnetv2.predict(model, iter(frames))  # the CPU default: 1
+    four = transnetv2.predict(model, iter(frames), batch_windows=4)
+    assert len(one) == len(frames)
+    np.testing.assert_allclose(one, four, atol=1e-4)
+    assert transnetv2.scenes(one, 0.4) == transnetv2.scenes(four, 0.4)
+
+
+@pytest.mark.parametrize("method, actor", [("transnetv2", True), ("scenedetect", False), ("fixed", False)])
+def test_split_is_an_actor_pool_only_when_it_loads_a_model(method, actor):
+    cfg = PipelineConfig()
+    ctx = RunContext(cfg, "file:///in", "file:///out", "test", "h")
+    assert SplitStage(cfg.stages.split.model_copy(update={"method": method}), ctx).stateful is actor
