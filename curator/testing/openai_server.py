@@ -23,12 +23,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
 import numpy as np
 
 from curator.testing.coded import read_code
+from curator.testing.localhttp import BackgroundHTTPServer
 
 
 @dataclass
@@ -69,7 +70,7 @@ def parse_caption(text: str) -> dict[str, Any]:
     return out
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(BackgroundHTTPServer):
     def __init__(self, behaviour: Behaviour | None = None, *, latency_s: float = 0.0, hang_s: float = 5.0,
                  decode_images: bool = True):
         self.behaviour = behaviour
@@ -79,8 +80,6 @@ class FakeOpenAIServer:
         self.requests: list[SeenRequest] = []
         self.lock = threading.Lock()
         self._attempts: dict[str, int] = {}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -97,28 +96,12 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:  # noqa: N802
                 server._handle(self)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
-        self._thread.start()
+        self._serve(Handler, "fake-openai")
         return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> "FakeOpenAIServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # ------------------------------------------------------------------ handling
     def _parse(self, doc: dict[str, Any], auth: str | None) -> SeenRequest:

@@ -20,8 +20,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
+
+from curator.testing.localhttp import BackgroundHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade"}
@@ -67,7 +69,7 @@ class _Link:
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(BackgroundHTTPServer):
     upstream_port: int
     upstream_host: str = "127.0.0.1"
     latency_s: float = 0.0
@@ -78,15 +80,8 @@ class FaultProxy:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._link = _Link(self.bandwidth_mbps)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- control
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "proxy not started"
-        return self._server.server_address[1]
-
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -207,26 +202,8 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
+        self._serve(Handler, "fault-proxy")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FaultProxy":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 #: service-shaped error bodies, so each SDK parses the fault as it would the real thing
