@@ -79,6 +79,10 @@ class SplitConfig(StageConfig):
     min_clip_s: float = Field(2.0, ge=0, description="Shots shorter than this are dropped.")
     max_clip_s: float = Field(60.0, gt=0, description="Shots longer than this are cut into pieces of at most this.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device for TransNetV2.")
+    encode_shots: bool = Field(
+        True, description="When transcoding runs on the CPU, encode the shots in the detector's decode pass "
+        "(one decode per video instead of two); false: split only detects."
+    )
     resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=2)
 
     @field_validator("max_clip_s")
@@ -100,6 +104,10 @@ class TranscodeConfig(StageConfig):
     )
     crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor (lower = higher quality).")
     preset: str = Field("veryfast", description="libx264 preset.")
+    threads: int = Field(
+        2, ge=1, le=16, description="libx264 threads per clip. Output bytes depend on it (not on the machine), "
+        "so a fixed number keeps shards identical across runs and nodes."
+    )
     gpu_bitrate_mbps: float = Field(10.0, gt=0, description="NVENC target bitrate.")
     max_short_side: int | None = Field(None, ge=16, description="Downscale clips whose short side is larger.")
     resources: Resources = _res(num_cpus=1.0, batch_size=1)

@@ -120,6 +120,12 @@ RUN_VARYING = ("timings", "finished_at")
 TRANSIENT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("mp4", pa.large_binary()),  # the encoded clip, until staging writes it
     ("video_bytes", pa.large_binary()),  # a remote source, fetched once by ingest
+    # clips that split encoded in its decode pass (CPU transcoding), for transcode to use
+    ("encoded_spans", pa.list_(pa.struct([
+        ("start_frame", pa.int64()), ("end_frame", pa.int64()), ("mp4", pa.large_binary()),
+        ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frames", pa.int64()),
+        ("sha256", pa.string()), ("error", pa.string()),
+    ]))),
 ]
 
 BASE_SCHEMA = pa.schema(BASE_FIELDS)

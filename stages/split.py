@@ -1,7 +1,8 @@
 """Shot split: TransNetV2 (default), PySceneDetect's adaptive detector, or a fixed stride.
 
-The source is decoded once, at the small size the detector needs. Shots are half-open
-ranges of *decoded* frame indices, with times from the decoded timestamps, so variable
+The source is decoded once. When transcoding runs on the CPU, that same pass also encodes
+the shots (curator.media.cut) and hands the clips to transcode in a transient column, so
+a video is decoded once in all. Shots are half-open ranges of *decoded* frame indices, with times from the decoded timestamps, so variable
 frame-rate sources are cut where their frames really are. Shots shorter than
 `min_clip_s` are dropped; shots longer than `max_clip_s` are cut into equal pieces.
 """
@@ -15,14 +16,15 @@ from typing import Any
 import pyarrow as pa
 
 from curator.config import SplitConfig
+from curator.media.cut import detect_and_encode
 from curator.media.decode import DecodeStats, iter_frames
+from curator.media.encode import EncodedClip
+from curator.media.shots import make_detector
 from curator.media.source import source_of
 from curator.records import REJECTED, Reason, Row, stop
 from curator.stage import RunContext, Stage
 
 log = logging.getLogger(__name__)
-
-SCENEDETECT_WIDTH = 256
 
 
 def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
@@ -61,6 +63,10 @@ def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
     return spans
 
 
+#: the transient column in which split hands clips it encoded in its pass to transcode
+ENCODED = "encoded_spans"
+
+
 class SplitStage(Stage):
     name = "split"
     kind = "video"
@@ -81,60 +87,10 @@ class SplitStage(Stage):
 
             self.model = transnetv2.load(self.config.device)
             if str(self.model.device).startswith("cpu"):
-                log.warning("split: TransNetV2 is running on CPU (about 50 frames/s per core, the slowest stage "
-                            "of a CPU run); on CPU-only machines stages.split.method=scenedetect "
-                            "was 8x faster in benchmarks/pipeline_bench.py")
-
-    # -------------------------------------------------------------- detectors
-    def _transnet(self, source: Any, stats: DecodeStats) -> list[tuple[int, int]]:
-        from curator.models import transnetv2
-
-        def frames():
-            for _, t, f in iter_frames(source, stats=stats):
-                stats.times.append(t)
-                yield f.to_ndarray(format="rgb24", width=transnetv2.SIZE[0], height=transnetv2.SIZE[1],
-                                   interpolation="AREA")
-
-        preds = transnetv2.predict(self.model, frames())
-        return transnetv2.scenes(preds, self.config.threshold)
-
-    def _scenedetect(self, source: Any, stats: DecodeStats, fps: float, width: int, height: int,
-                     rotation: int) -> list[tuple[int, int]]:
-        from scenedetect import AdaptiveDetector
-        from scenedetect.common import FrameTimecode
-
-        detector = AdaptiveDetector(adaptive_threshold=self.config.scenedetect_threshold)
-        coded_w, coded_h = (height, width) if rotation % 180 == 90 else (width, height)
-        w = min(SCENEDETECT_WIDTH, coded_w)
-        h = max(2, int(round(coded_h * w / max(1, coded_w))))
-        cuts: list[int] = []
-        for idx, t, f in iter_frames(source, stats=stats):
-            stats.times.append(t)
-            img = f.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
-            for tc in detector.process_frame(FrameTimecode(idx, fps), img):
-                cuts.append(int(tc.frame_num))
-        n = stats.frames
-        if n:
-            for tc in detector.post_process(FrameTimecode(n - 1, fps)) if hasattr(detector, "post_process") else []:
-                cuts.append(int(tc.frame_num))
-        bounds = [0] + sorted(c for c in set(cuts) if 0 < c < n) + [n]
-        return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-    def _fixed(self, source: Any, stats: DecodeStats, fps: float) -> list[tuple[int, int]]:
-        for _, t, _f in iter_frames(source, stats=stats):
-            stats.times.append(t)
-        n = stats.frames
-        if not n:
-            return []
-        shots, start = [], 0
-        t0 = stats.times[0]
-        k = 1
-        for i, t in enumerate(stats.times):
-            if t - t0 >= k * self.config.stride_s - 1e-9:
-                shots.append((start, i))
-                start, k = i, k + 1
-        shots.append((start, n))
-        return shots
+                log.warning("split: TransNetV2 is running on CPU (the slowest stage of a CPU run); on "
+                            "CPU-only machines stages.split.method=scenedetect is several times faster "
+                            "(benchmarks/pipeline_bench.py)")
+        self.encode_here = self.config.encode_shots and cpu_transcoding(self.ctx)
 
     # ---------------------------------------------------------------- process
     def process_row(self, row: Row) -> Row:
@@ -142,13 +98,20 @@ class SplitStage(Stage):
         fps = float(row.get("fps") or 0) or 25.0
         stats = DecodeStats()
         source = source_of(row)
-        if cfg.method == "transnetv2":
-            shots = self._transnet(source, stats)
-        elif cfg.method == "scenedetect":
-            shots = self._scenedetect(source, stats, fps, int(row.get("width") or 0),
-                                      int(row.get("height") or 0), int(row.get("rotation") or 0))
+        detector = make_detector(cfg, row, self.model)
+        encoded: dict = {}
+        if self.encode_here:
+            tc = self.ctx.config.stages.transcode
+            cut = detect_and_encode(source, detector, fps=fps, min_s=cfg.min_clip_s, max_s=cfg.max_clip_s,
+                                    rotation=int(row.get("rotation") or 0), crf=tc.crf, preset=tc.preset,
+                                    threads=tc.threads, max_short_side=tc.max_short_side, stats=stats)
+            shots, encoded = cut.shots, cut.encoded  # this stage's time includes those encodes
         else:
-            shots = self._fixed(source, stats, fps)
+            for idx, t, frame in iter_frames(source, stats=stats):
+                detector.push(idx, t, frame)
+            detector.finish()
+            shots = detector.shots()
+        stats.times = detector.times
         row["split_method"] = cfg.method
         row["num_shots"] = len(shots)
         if stats.frames == 0:
@@ -168,5 +131,37 @@ class SplitStage(Stage):
             return stop(row, self.name, Reason.NO_SHOTS,
                         f"{len(shots)} shots, none at least stages.split.min_clip_s={cfg.min_clip_s} s",
                         status=REJECTED)
+        made = [encoded[(s["start_frame"], s["end_frame"])] for s in spans
+                if (s["start_frame"], s["end_frame"]) in encoded]
+        if made:
+            row[ENCODED] = [encoded_record(c) for c in made]
         return row
 
+
+def cpu_transcoding(ctx: RunContext) -> bool:
+    """Whether the transcode stage of this run encodes on the CPU (libx264), so that split
+    can encode shots in its own decode pass. `auto` counts as CPU only when this worker has
+    no GPU encoder and, under Ray, the cluster has no GPUs that transcode could be sent to."""
+    tc = ctx.config.stages.transcode
+    if tc.encoder == "cpu":
+        return True
+    if tc.encoder != "auto":
+        return False
+    from curator.media import nvcodec
+
+    if nvcodec.unavailable_reason() is None:
+        return False
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0:
+            return False
+    except ImportError:
+        pass
+    return True
+
+
+def encoded_record(c: EncodedClip) -> dict[str, Any]:
+    return {"start_frame": c.span.start_frame, "end_frame": c.span.end_frame, "mp4": c.data,
+            "width": c.width, "height": c.height, "fps": c.fps, "frames": c.frames,
+            "sha256": c.sha256, "error": c.error}

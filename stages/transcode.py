@@ -52,16 +52,24 @@ class TranscodeStage(Stage):
 
     def process_row(self, row: Row) -> list[Row]:
         spans = [encode.Span(**s) for s in (row.get("spans") or [])]
-        source = source_of(row)
+        # clips split already encoded in its decode pass (CPU transcoding); the rest here
+        done = {(c["start_frame"], c["end_frame"]): c for c in (row.pop("encoded_spans", None) or [])}
+        todo = [s for s in spans if (s.start_frame, s.end_frame) not in done]
         stats = DecodeStats()
-        kwargs = dict(rotation=int(row.get("rotation") or 0), fps=row.get("fps"),
-                      max_short_side=self.config.max_short_side, stats=stats)
-        if self.use_gpu:
-            clips = nvcodec.transcode_spans(source, spans, bitrate_mbps=self.config.gpu_bitrate_mbps, **kwargs)
-            encoder = "nvenc"
-        else:
-            clips = encode.transcode_spans(source, spans, crf=self.config.crf, preset=self.config.preset, **kwargs)
-            encoder = "libx264"
+        encoder = "nvenc" if self.use_gpu else "libx264"
+        made: list[encode.EncodedClip] = []
+        if todo:
+            source = source_of(row)
+            kwargs = dict(rotation=int(row.get("rotation") or 0), fps=row.get("fps"),
+                          max_short_side=self.config.max_short_side, stats=stats)
+            if self.use_gpu:
+                made = nvcodec.transcode_spans(source, todo, bitrate_mbps=self.config.gpu_bitrate_mbps, **kwargs)
+            else:
+                made = encode.transcode_spans(source, todo, crf=self.config.crf, preset=self.config.preset,
+                                              threads=self.config.threads, **kwargs)
+        by_span = {(c.span.start_frame, c.span.end_frame): c for c in made}
+        clips = [by_span.get((s.start_frame, s.end_frame)) or from_record(s, done[(s.start_frame, s.end_frame)])
+                 for s in spans]
         row.pop("video_bytes", None)
         out: list[Row] = []
         for i, c in enumerate(clips):
@@ -80,7 +88,7 @@ class TranscodeStage(Stage):
                 "clip_fps": round(c.fps, 6),
                 "clip_frames": c.frames,
                 "clip_duration_s": round(c.frames / c.fps, 6) if c.fps else None,
-                "encoder": encoder,
+                "encoder": encoder if (c.span.start_frame, c.span.end_frame) in by_span else "libx264",
             })
             if c.data is None:
                 stop(clip, self.name, Reason.TRANSCODE_FAILED, c.error or "encoding failed")
@@ -93,3 +101,9 @@ class TranscodeStage(Stage):
         if not out:
             stop(row, self.name, Reason.TRANSCODE_FAILED, stats.error or "no clips encoded")
         return [row] + out
+
+
+def from_record(span: encode.Span, rec: dict) -> encode.EncodedClip:
+    """A clip that split encoded (see stages/split.py, `encoded_spans`)."""
+    return encode.EncodedClip(span, rec["mp4"], rec["width"], rec["height"], rec["fps"], rec["frames"],
+                              rec["sha256"], rec.get("error"))

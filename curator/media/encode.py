@@ -116,11 +116,25 @@ class X264Writer:
             pass
 
 
-def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0, fps: float | None = None,
-                    crf: int = 18, preset: str = "veryfast", max_short_side: int | None = None,
-                    stats: DecodeStats | None = None) -> list[EncodedClip]:
-    """Encode each span of `source` as an H.264 mp4, decoding the source once."""
-    stats = stats if stats is not None else DecodeStats()
+@dataclass
+class OutputPlan:
+    """How a source's frames become clip frames: constant rate, upright, even size."""
+
+    rate: Fraction
+    disp_width: int
+    disp_height: int
+    width: int
+    height: int
+    rotation: int
+
+    def graph(self) -> FrameGraph:
+        scaled = (self.width, self.height) != (self.disp_width, self.disp_height)
+        return FrameGraph(rotation=self.rotation, width=self.width if scaled else None,
+                          height=self.height if scaled else None, even=True)
+
+
+def plan_output(source: Source, *, rotation: int = 0, fps: float | None = None,
+                max_short_side: int | None = None) -> OutputPlan:
     container = _open(source)
     try:
         vs = container.streams.video[0]
@@ -132,6 +146,16 @@ def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0,
         rate = Fraction(fps).limit_denominator(1001)
     disp_w, disp_h = (ch, cw) if rotation % 180 == 90 else (cw, ch)
     out_w, out_h = output_size(disp_w, disp_h, max_short_side)
+    return OutputPlan(rate, disp_w, disp_h, out_w, out_h, rotation)
+
+
+def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0, fps: float | None = None,
+                    crf: int = 18, preset: str = "veryfast", threads: int = 1, max_short_side: int | None = None,
+                    stats: DecodeStats | None = None) -> list[EncodedClip]:
+    """Encode each span of `source` as an H.264 mp4, decoding the source once."""
+    stats = stats if stats is not None else DecodeStats()
+    plan = plan_output(source, rotation=rotation, fps=fps, max_short_side=max_short_side)
+    rate, out_w, out_h = plan.rate, plan.width, plan.height
 
     order = sorted(range(len(spans)), key=lambda i: spans[i].start_frame)
     writers: dict[int, X264Writer] = {}
@@ -146,22 +170,20 @@ def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0,
             if not active:
                 continue
             if graph is None:
-                scaled = (out_w, out_h) != (disp_w, disp_h)
-                graph = FrameGraph(rotation=rotation, width=out_w if scaled else None,
-                                   height=out_h if scaled else None, even=True)
+                graph = plan.graph()
             out = graph(frame)
             for i in active:
                 w = writers.get(i)
                 if w is None:
-                    w = writers[i] = X264Writer(out.width, out.height, rate, crf, preset)
+                    w = writers[i] = X264Writer(out.width, out.height, rate, crf, preset, threads)
                 # frames are shared between overlapping spans; the encoder copies them
                 w.write(out)
             # close spans that end at this frame
             for i in active:
                 if spans[i].end_frame == idx + 1:
-                    results[i] = _finish(spans[i], writers.pop(i), rate)
+                    results[i] = finish_clip(spans[i], writers.pop(i), rate)
         for i, w in list(writers.items()):  # stream ended early: keep what decoded
-            results[i] = _finish(spans[i], writers.pop(i), rate)
+            results[i] = finish_clip(spans[i], writers.pop(i), rate)
     finally:
         for w in writers.values():
             w.abort()
@@ -175,7 +197,7 @@ def transcode_spans(source: Source, spans: Sequence[Span], *, rotation: int = 0,
     return out_list
 
 
-def _finish(span: Span, writer: X264Writer, rate: Fraction) -> EncodedClip:
+def finish_clip(span: Span, writer: X264Writer, rate: Fraction) -> EncodedClip:
     frames = writer.frames
     w, h = writer.stream.width, writer.stream.height
     try:

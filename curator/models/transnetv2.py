@@ -51,53 +51,80 @@ def load(device: str = "auto"):  # -> TransNetV2
     return model
 
 
-def predict(model, frames: Iterable[np.ndarray], batch_windows: int | None = None) -> np.ndarray:
-    """Per-frame transition probabilities for uint8 frames of shape [27, 48, 3].
-
-    `batch_windows` windows go through the model at once. Default: 8 on a GPU; 1 on a CPU,
-    where larger batches were slower (measured on 2 cores: 46 frames/s per thread with 1,
-    35 with 4, 31 with 8 — the 3-D convolutions fall out of cache)."""
+def run_windows(model, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """The model on a batch of [100, 27, 48, 3] windows -> each window's 50 middle predictions."""
     import torch
 
-    if batch_windows is None:
-        batch_windows = 1 if str(model.device).startswith("cpu") else 8
+    x = torch.from_numpy(np.stack(windows)).to(model.device)
+    with torch.inference_mode():
+        single, _ = model.predict_raw(x)
+    return list(single[:, PAD:PAD + STEP, 0].float().cpu().numpy())
 
-    out: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
 
-    def run(windows: list[np.ndarray]) -> None:
-        x = torch.from_numpy(np.stack(windows)).to(model.device)
-        with torch.inference_mode():
-            single, _ = model.predict_raw(x)
-        preds = single[:, PAD:PAD + STEP, 0].float().cpu().numpy()
-        out.extend(preds)
+def default_batch_windows(model) -> int:
+    """8 windows per call on a GPU; 1 on a CPU, where larger batches were slower (measured
+    on 2 cores: 46 frames/s per thread with 1, 35 with 4, 31 with 8 — the 3-D convolutions
+    fall out of cache)."""
+    return 1 if str(model.device).startswith("cpu") else 8
 
-    n = 0
-    buf: list[np.ndarray] = []
-    last = None
-    for frame in frames:
-        if n == 0:
-            buf = [frame] * PAD
-        buf.append(frame)
-        last = frame
-        n += 1
-        if len(buf) >= WINDOW:
-            pending.append(np.stack(buf[:WINDOW]))
-            buf = buf[STEP:]
-            if len(pending) >= batch_windows:
-                run(pending)
-                pending = []
-    if n == 0:
+
+class StreamingPredictor:
+    """Per-frame transition probabilities, as frames arrive.
+
+    :meth:`push` takes one uint8 [27, 48, 3] frame and returns the predictions that became
+    final with it (frame order, possibly none); :meth:`finish` pads the tail as the
+    reference implementation does and returns the rest. Concatenated, they equal
+    :func:`predict` on the same frames: a frame's prediction is known at most
+    ``WINDOW - PAD`` frames after it arrives (with one window per model call)."""
+
+    def __init__(self, model, batch_windows: int | None = None):
+        self.model = model
+        self.batch_windows = batch_windows or default_batch_windows(model)
+        self.n = 0
+        self._buf: list[np.ndarray] = []
+        self._pending: list[np.ndarray] = []
+        self._last: np.ndarray | None = None
+
+    def _run(self) -> np.ndarray:
+        preds = run_windows(self.model, self._pending) if self._pending else []
+        self._pending = []
+        return np.concatenate(preds) if preds else np.zeros(0, np.float32)
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        if self.n == 0:
+            self._buf = [frame] * PAD
+        self._buf.append(frame)
+        self._last = frame
+        self.n += 1
+        if len(self._buf) >= WINDOW:
+            self._pending.append(np.stack(self._buf[:WINDOW]))
+            self._buf = self._buf[STEP:]
+            if len(self._pending) >= self.batch_windows:
+                return self._run()
         return np.zeros(0, np.float32)
-    # pad the tail with the last frame, as the reference implementation does
-    tail_pad = PAD + STEP - (n % STEP if n % STEP else STEP)
-    buf.extend([last] * tail_pad)
-    while len(buf) >= WINDOW:
-        pending.append(np.stack(buf[:WINDOW]))
-        buf = buf[STEP:]
-    if pending:
-        run(pending)
-    return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
+
+    def finish(self, emitted: int) -> np.ndarray:
+        """The predictions not returned yet; `emitted` = how many :meth:`push` returned."""
+        if self.n == 0:
+            return np.zeros(0, np.float32)
+        tail_pad = PAD + STEP - (self.n % STEP if self.n % STEP else STEP)
+        self._buf.extend([self._last] * tail_pad)
+        while len(self._buf) >= WINDOW:
+            self._pending.append(np.stack(self._buf[:WINDOW]))
+            self._buf = self._buf[STEP:]
+        rest = self._run()
+        return rest[:max(0, self.n - emitted)]
+
+
+def predict(model, frames: Iterable[np.ndarray], batch_windows: int | None = None) -> np.ndarray:
+    """Per-frame transition probabilities for uint8 frames of shape [27, 48, 3]
+    (`batch_windows` windows per model call; see :func:`default_batch_windows`)."""
+    stream = StreamingPredictor(model, batch_windows)
+    out = [stream.push(f) for f in frames]
+    emitted = sum(len(o) for o in out)
+    out.append(stream.finish(emitted))
+    got = np.concatenate(out) if out else np.zeros(0, np.float32)
+    return got[:stream.n]
 
 
 def scenes(predictions: np.ndarray, threshold: float) -> list[tuple[int, int]]:
