@@ -632,6 +632,11 @@ class RunConfig(_Model):
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs for an embedded Ray; default: all.")
     listing_part_size: int = Field(2000, ge=1, description="Input URIs per listing part (the unit Ray reads).")
+    fuse_stages: bool = Field(
+        True, description="Ray: run neighbouring stages that need the same kind of node (same GPU share and custom "
+        "resources) in one operator, at most one model-loading stage each, so rows are not passed between "
+        "processes at every stage; false: one operator per stage."
+    )
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
     item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")

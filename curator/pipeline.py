@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from curator.config import PipelineConfig
+from curator.config import PipelineConfig, Resources
 from curator.records import schema_for
 from curator.stage import Requirement, RunContext, Stage, stage_columns
 
@@ -92,6 +92,59 @@ class Pipeline:
             for r in reqs:
                 lines.append(f"skipped {name}: {r.describe()}")
         return "\n".join(lines)
+
+
+@dataclass
+class StageGroup:
+    """Neighbouring stages that one runner operator runs in turn on each batch."""
+
+    specs: list[StageSpec]
+    stages: list[Stage]
+
+    @property
+    def name(self) -> str:
+        return "+".join(s.name for s in self.specs)
+
+    @property
+    def stateful(self) -> bool:
+        return any(s.stateful for s in self.stages)
+
+    @property
+    def resources(self) -> Resources:
+        """The first stage's batch size and placement; the largest CPU, memory and pool sizes."""
+        first = self.stages[0].resources
+        pools = [s.resources for s in self.stages if s.stateful] or [first]
+        return first.model_copy(update={
+            "num_cpus": max(s.resources.num_cpus for s in self.stages),
+            "memory_gb": max((s.resources.memory_gb or 0) for s in self.stages) or first.memory_gb,
+            "min_actors": max(r.min_actors for r in pools),
+            "max_actors": max(r.max_actors for r in pools),
+        })
+
+
+def _placement(stage: Stage) -> tuple:
+    res = stage.resources
+    return (res.num_gpus, tuple(sorted((k, v) for k, v in res.custom.items() if v)))
+
+
+def group_stages(specs: list[StageSpec], ctx: RunContext, fuse: bool = True) -> list[StageGroup]:
+    """Group neighbouring stages that need the same kind of node, with at most one
+    model-loading (stateful) stage per group; without `fuse`, one group per stage.
+
+    A group is one Ray operator: its stages run one after the other on each batch in one
+    worker, so rows (and the clips they carry) are not shipped between processes at
+    every stage. Model stages keep a pool each, so each still scales on its own."""
+    groups: list[StageGroup] = []
+    for spec in specs:
+        stage = spec.build(ctx)
+        last = groups[-1] if groups else None
+        if (fuse and last is not None and stage.fusable and all(s.fusable for s in last.stages)
+                and _placement(last.stages[0]) == _placement(stage) and not (stage.stateful and last.stateful)):
+            last.specs.append(spec)
+            last.stages.append(stage)
+        else:
+            groups.append(StageGroup([spec], [stage]))
+    return groups
 
 
 def stage_order(config: PipelineConfig) -> list[str]:

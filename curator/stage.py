@@ -83,6 +83,8 @@ class Stage:
     columns: ClassVar[list[tuple[str, pa.DataType]]] = []
     #: load something heavy in setup(): run as an autoscaling actor pool under Ray
     stateful: ClassVar[bool] = False
+    #: may share a Ray operator with its neighbours (see pipeline.group_stages)
+    fusable: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig | Any, ctx: RunContext):
         self.config = config

@@ -26,6 +26,8 @@ class IngestStage(Stage):
     kind = "video"
     columns: list[tuple[str, pa.DataType]] = []
     config: IngestConfig
+    #: its own Ray operator: downloads overlap the compute of the stages after it
+    fusable = False
 
     # ------------------------------------------------------------- prefetching
     def prefetch_uri(self, row: Row) -> str | None:

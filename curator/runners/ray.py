@@ -26,7 +26,7 @@ from curator import storage
 from curator.config import Resources, RunConfig
 from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
-from curator.pipeline import Pipeline, StageSpec
+from curator.pipeline import Pipeline, StageGroup, StageSpec, group_stages
 from curator.records import Row, to_table
 from curator.stage import RunContext, Stage
 from curator.storage.config import StorageConfig
@@ -89,19 +89,26 @@ def ray_remote_args(res: Resources) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ stage adapters
-def _run_and_report(stage: Stage, batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
-    t0 = time.perf_counter()
-    with _watchdog(stage, batch.num_rows):
-        out = stage.process(batch.to_pylist())
-    busy = time.perf_counter() - t0
+def _run_and_report(stages: list[Stage], batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
+    """Each stage of a group in turn on the batch (rows through the Arrow schema between
+    stages, as the local runner does), then one progress report per stage."""
+    rows = batch.to_pylist()
+    records = []
+    for i, stage in enumerate(stages):
+        t0 = time.perf_counter()
+        with _watchdog(stage, len(rows)):
+            out = stage.process(rows)
+        records.append((stage.name, len(rows), len(out), time.perf_counter() - t0))
+        rows = out if i == len(stages) - 1 else to_table(out, schema).to_pylist()
     if tracker is not None:
         try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
             import ray
 
-            ray.get(tracker.record.remote(stage.name, _node(), batch.num_rows, len(out), busy), timeout=30)
+            ray.get([tracker.record.remote(name, _node(), n_in, n_out, busy) for name, n_in, n_out, busy in records],
+                    timeout=30)
         except Exception as exc:
-            log.warning("stage %s: could not report progress: %s", stage.name, exc)
-    return to_table(out, schema)
+            log.warning("stages %s: could not report progress: %s", "+".join(r[0] for r in records), exc)
+    return to_table(rows, schema)
 
 
 _NODE: dict[str, Any] = {}
@@ -114,28 +121,30 @@ def _node() -> dict[str, Any]:
 
 
 class StageActor:
-    """A stage inside a Ray actor: built and set up once, then called per batch."""
+    """A group of stages inside a Ray actor: built and set up once, then called per batch."""
 
-    def __init__(self, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None):
-        self.stage: Stage = spec.build(ctx)
-        self.stage.ensure_setup()
+    def __init__(self, specs: list[StageSpec], ctx: RunContext, schema: pa.Schema, tracker: Any = None):
+        self.stages: list[Stage] = [spec.build(ctx) for spec in specs]
+        for stage in self.stages:
+            stage.ensure_setup()
         self.schema = schema
         self.tracker = tracker
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _run_and_report(self.stage, batch, self.schema, self.tracker)
+        return _run_and_report(self.stages, batch, self.schema, self.tracker)
 
 
-_TASK_STAGES: dict[str, Stage] = {}
+_TASK_STAGES: dict[str, list[Stage]] = {}
 
 
-def stage_task(batch: pa.Table, spec: StageSpec, ctx: RunContext, schema: pa.Schema, tracker: Any = None) -> pa.Table:
-    """A stage as a Ray task; the stage object is cached per worker process."""
-    key = f"{ctx.run_id}:{spec.name}"
-    stage = _TASK_STAGES.get(key)
-    if stage is None:
-        stage = _TASK_STAGES[key] = spec.build(ctx)
-    return _run_and_report(stage, batch, schema, tracker)
+def stage_task(batch: pa.Table, specs: list[StageSpec], ctx: RunContext, schema: pa.Schema,
+               tracker: Any = None) -> pa.Table:
+    """A group of stages as a Ray task; the stage objects are cached per worker process."""
+    key = f"{ctx.run_id}:" + "+".join(spec.name for spec in specs)
+    stages = _TASK_STAGES.get(key)
+    if stages is None:
+        stages = _TASK_STAGES[key] = [spec.build(ctx) for spec in specs]
+    return _run_and_report(stages, batch, schema, tracker)
 
 
 def _watchdog(stage: Stage, rows: int) -> Watchdog:
@@ -150,7 +159,7 @@ def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = 
     return read_part(item["uri"])
 
 
-def fit_actor_cpus(stages: list[Stage], cluster_cpus: float, embedded: bool) -> float:
+def fit_actor_cpus(stages: list[StageGroup] | list[Stage], cluster_cpus: float, embedded: bool) -> float:
     """The factor to scale actor CPU reservations by so that every actor pool at its
     minimum size plus the widest task still fits the cluster; otherwise the pools hold all
     CPUs and the task stages between them never run (the job hangs).
@@ -201,23 +210,23 @@ class RayRunner:
         schema = pipeline.flow_schema
         ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
-        self._actor_cpu_scale = fit_actor_cpus([spec.build(ctx) for spec in pipeline.specs],
-                                               ray.cluster_resources().get("CPU", 0.0), embedded=not self.cfg.address)
-        for spec in pipeline.specs:
-            ds = self._apply(ds, spec, ctx, schema)
+        groups = group_stages(pipeline.specs, ctx, fuse=self.cfg.fuse_stages)
+        self._actor_cpu_scale = fit_actor_cpus(groups, ray.cluster_resources().get("CPU", 0.0),
+                                               embedded=not self.cfg.address)
+        for group in groups:
+            ds = self._apply(ds, group, ctx, schema)
         names = set(pipeline.schema.names)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield [{k: v for k, v in r.items() if k in names} for r in batch.to_pylist()]
 
-    def _apply(self, ds: Any, spec: StageSpec, ctx: RunContext, schema: pa.Schema) -> Any:
+    def _apply(self, ds: Any, stage: StageGroup, ctx: RunContext, schema: pa.Schema) -> Any:
         import ray.data
 
-        stage = spec.build(ctx)
         res = stage.resources
         kwargs: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="pyarrow", zero_copy_batch=True,
                                       **ray_remote_args(res))
         kwargs["num_cpus"] = res.num_cpus * (self._actor_cpu_scale if stage.stateful else 1.0)
-        stage_args = {"spec": spec, "ctx": ctx, "schema": schema, "tracker": self._tracker}
+        stage_args = {"specs": stage.specs, "ctx": ctx, "schema": schema, "tracker": self._tracker}
         # Streaming re-blocking: each task / actor call gets blocks of `batch_size` rows,
         # so videos (and, after transcode, clips) spread over the pool instead of
         # travelling in one block.

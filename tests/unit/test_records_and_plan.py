@@ -4,7 +4,8 @@ import tarfile
 
 import pytest
 
-from curator.config import ShardConfig
+from curator.config import PipelineConfig, ShardConfig
+from curator.stage import RunContext
 from curator.records import clip_id_for, safe_name, video_id_for
 from stages.shard import bucket_of, plan
 from stages.split import make_spans
@@ -104,3 +105,27 @@ def test_actor_pools_are_fitted_to_an_embedded_ray():
     factor = fit_actor_cpus(stages, 2, embedded=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
     assert fit_actor_cpus(stages, 2, embedded=False) == 1.0  # a cluster may scale up
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["stages.split.method=scenedetect", "stages.order=[]"], [["ingest"], ["split", "transcode", "staging"]]),
+    (["stages.order=[]"], [["ingest"], ["split", "transcode", "staging"]]),
+    (["stages.order=[motion,quality,text_overlay]"],
+     [["ingest"], ["split", "transcode", "motion", "quality"], ["text_overlay", "staging"]]),
+    (["stages.order=[]", "stages.transcode.encoder=gpu"], [["ingest"], ["split"], ["transcode"], ["staging"]]),
+    (["stages.order=[]", "run.fuse_stages=false"], [["ingest"], ["split"], ["transcode"], ["staging"]]),
+])
+def test_stage_groups(overrides, expected):
+    """Neighbours that need the same kind of node share a Ray operator, one model each;
+    ingest (downloads) keeps its own."""
+    from curator.pipeline import StageSpec, group_stages, STAGES
+
+    cfg = PipelineConfig.load(None, overrides, input="/in", output="/out")
+    ctx = RunContext(cfg, "file:///in", "file:///out", "test", "h")
+    names = ["ingest", "split", "transcode", *cfg.stages.order, "staging"]
+    specs = [StageSpec(n, STAGES[n], getattr(cfg.stages, n)) for n in names]
+    groups = group_stages(specs, ctx, fuse=cfg.run.fuse_stages)
+    assert [[s.name for s in g.specs] for g in groups] == expected
+    for g in groups:
+        assert g.stateful == any(s.stateful for s in g.stages)
+        assert g.resources.num_cpus == max(s.resources.num_cpus for s in g.stages)
