@@ -95,7 +95,13 @@ class SplitStage(Stage):
                 yield f.to_ndarray(format="rgb24", width=transnetv2.SIZE[0], height=transnetv2.SIZE[1],
                                    interpolation="AREA")
 
-        preds = transnetv2.predict(self.model, frames())
+        chosen = frames()
+        if str(self.model.device).startswith("cuda"):  # NVDEC where it works: frames stay on the GPU
+            from curator.media import nvcodec
+
+            if nvcodec.probe().nvdec:
+                chosen = nvcodec.detector_frames(source, transnetv2.SIZE, stats)
+        preds = transnetv2.predict(self.model, chosen)
         return transnetv2.scenes(preds, self.config.threshold)
 
     def _scenedetect(self, source: Any, stats: DecodeStats, fps: float, width: int, height: int,

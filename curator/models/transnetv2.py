@@ -13,7 +13,7 @@ GPU, or `stages.split.method=scenedetect` on CPU-only machines (see docs/archite
 from __future__ import annotations
 
 import random
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -51,38 +51,42 @@ def load(device: str = "auto"):  # -> TransNetV2
     return model
 
 
-def predict(model, frames: Iterable[np.ndarray], batch_windows: int | None = None) -> np.ndarray:
+def predict(model, frames: Iterable[Any], batch_windows: int | None = None) -> np.ndarray:
     """Per-frame transition probabilities for uint8 frames of shape [27, 48, 3].
 
-    `batch_windows` windows go through the model at once. Default: 8 on a GPU; 1 on a CPU,
-    where larger batches were slower (measured on 2 cores: 46 frames/s per thread with 1,
-    35 with 4, 31 with 8 — the 3-D convolutions fall out of cache)."""
+    Frames are numpy arrays or torch tensors; tensors already on the model's device (the
+    NVDEC path, :func:`curator.media.nvcodec.iter_model_frames`) are batched there, with
+    no host round trip. `batch_windows` windows go through the model at once. Default: 8
+    on a GPU; 1 on a CPU, where larger batches were slower (measured on 2 cores: 46
+    frames/s per thread with 1, 35 with 4, 31 with 8 — the 3-D convolutions fall out of cache)."""
     import torch
 
     if batch_windows is None:
         batch_windows = 1 if str(model.device).startswith("cpu") else 8
 
     out: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
+    pending: list[Any] = []
+    stack: Any = np.stack
 
-    def run(windows: list[np.ndarray]) -> None:
-        x = torch.from_numpy(np.stack(windows)).to(model.device)
+    def run(windows: list[Any]) -> None:
+        x = torch.stack(windows) if stack is torch.stack else torch.from_numpy(np.stack(windows))
         with torch.inference_mode():
-            single, _ = model.predict_raw(x)
+            single, _ = model.predict_raw(x.to(model.device))
         preds = single[:, PAD:PAD + STEP, 0].float().cpu().numpy()
         out.extend(preds)
 
     n = 0
-    buf: list[np.ndarray] = []
+    buf: list[Any] = []
     last = None
     for frame in frames:
         if n == 0:
+            stack = torch.stack if isinstance(frame, torch.Tensor) else np.stack
             buf = [frame] * PAD
         buf.append(frame)
         last = frame
         n += 1
         if len(buf) >= WINDOW:
-            pending.append(np.stack(buf[:WINDOW]))
+            pending.append(stack(buf[:WINDOW]))
             buf = buf[STEP:]
             if len(pending) >= batch_windows:
                 run(pending)
@@ -93,7 +97,7 @@ def predict(model, frames: Iterable[np.ndarray], batch_windows: int | None = Non
     tail_pad = PAD + STEP - (n % STEP if n % STEP else STEP)
     buf.extend([last] * tail_pad)
     while len(buf) >= WINDOW:
-        pending.append(np.stack(buf[:WINDOW]))
+        pending.append(stack(buf[:WINDOW]))
         buf = buf[STEP:]
     if pending:
         run(pending)
