@@ -79,3 +79,24 @@ def test_detector_frames_on_the_gpu_match_the_cpu(caps, media_dir):
     f = gpu[100][2]
     assert f.is_cuda and tuple(f.shape) == (27, 48, 3)
     assert np.abs(f.cpu().numpy().astype(int) - cpu[100][2].astype(int)).mean() < 6
+
+
+def test_split_on_nvdec_frames_finds_the_cpu_cuts(caps, tmp_path):
+    from curator.config import PipelineConfig
+    from curator.stage import RunContext
+    from curator.synth import make_shots_video
+    from stages.split import SplitStage
+
+    path = tmp_path / "cuts.mp4"
+    truth = make_shots_video(str(path), [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47)],
+                             width=192, height=108, fps=25)
+    cfg = PipelineConfig()
+    stage = SplitStage(cfg.stages.split.model_copy(update={"method": "transnetv2", "min_clip_s": 0.0,
+                                                           "device": "cuda"}),
+                       RunContext(cfg, "file:///in", "file:///out", "test", "h"))
+    stage.setup()
+    row = {"kind": "video", "status": "ok", "video_id": "v", "source_uri": "file://" + str(path),
+           **probe(str(path)).as_row()}
+    out = stage.process([row])[0]
+    found = [s["start_frame"] for s in out["spans"]][1:]
+    assert len(found) == len(truth) and all(abs(f - t) <= 2 for f, t in zip(found, truth)), (found, truth)

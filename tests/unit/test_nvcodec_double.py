@@ -248,3 +248,16 @@ def test_transnetv2_takes_tensors_on_its_device(device, media_dir):
     a = transnetv2.predict(model, iter(tensors))
     b = transnetv2.predict(model, iter(arrays))
     assert a.shape == (50,) and np.allclose(a, b, atol=1e-5)
+
+
+def test_detector_frames_fall_back_for_streams_nvdec_gives_as_yuv444(device, tmp_path):
+    from curator.media.nvcodec import detector_frames
+
+    device()
+    src = tmp_path / "444.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-frames:v", "30", "-c:v", "libx264",
+                "-pix_fmt", "yuv444p", str(src)])
+    stats = DecodeStats()
+    frames = list(detector_frames(str(src), (48, 27), stats))
+    assert len(frames) == len(stats.times) == stats.frames == 30
+    assert tuple(frames[0].shape) == (27, 48, 3) and frames[0].dtype == torch.uint8

@@ -228,7 +228,23 @@ def iter_model_frames(source: Source, size: tuple[int, int], *,
 
 
 def detector_frames(source: Source, size: tuple[int, int], stats: DecodeStats) -> Iterator[Any]:
-    """The split stage's frames on the GPU: :func:`iter_model_frames`, times into `stats.times`."""
-    for _, t, frame in iter_model_frames(source, size, stats=stats):
+    """The split stage's frames on the GPU: :func:`iter_model_frames`, times into
+    `stats.times`. A stream NVDEC does not give as NV12 (10-bit, 4:4:4) is decoded by PyAV
+    instead, its frames uploaded to the GPU."""
+    try:
+        for _, t, frame in iter_model_frames(source, size, stats=stats):
+            stats.times.append(t)
+            yield frame
+        return
+    except api.UnsupportedSource:
+        if stats.times:  # the format changed mid-stream: nothing sensible to resume
+            raise
+    import torch
+
+    from ..decode import iter_frames
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for _, t, f in iter_frames(source, stats=stats):
         stats.times.append(t)
-        yield frame
+        rgb = f.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+        yield torch.from_numpy(rgb).to(device)
