@@ -141,7 +141,7 @@ def _native(frame: Any) -> np.ndarray:
 
 
 class _Decoder:
-    def __init__(self, owner: "FakeNvc", codec: _CodecId):
+    def __init__(self, owner: FakeNvc, codec: _CodecId):
         import av
 
         self._owner = owner
@@ -189,7 +189,7 @@ def _read_plane(cai_owner: Any) -> np.ndarray:
 
 
 class _Encoder:
-    def __init__(self, owner: "FakeNvc", width: int, height: int, fmt: str, cpu_input: bool, params: dict[str, str]):
+    def __init__(self, owner: FakeNvc, width: int, height: int, fmt: str, cpu_input: bool, params: dict[str, str]):
         import av
 
         if fmt != "NV12":

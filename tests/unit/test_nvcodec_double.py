@@ -112,7 +112,7 @@ def test_rotation_and_downscale_on_the_gpu_path(device, media_dir):
     device()
     src = str(media_dir / "issue-134-rotate.mp4")
     rot = probe_media(src).rotation
-    kw = dict(rotation=rot, max_short_side=96)
+    kw = {"rotation": rot, "max_short_side": 96}
     g = nvcodec.transcode_spans(src, [encode.Span(0, 24, 0, 1.0)], encoder="nvdec", **kw)[0]
     c = encode.transcode_spans(src, [encode.Span(0, 24, 0, 1.0)], **kw)[0]
     assert g.error is None and (g.width, g.height, g.frames) == (c.width, c.height, c.frames)
@@ -137,6 +137,14 @@ def test_decoder_failure_keeps_what_decoded(device, media_dir):
     assert first.error is None and first.frames == 20 and len(_frames(first.data)) == 20
     assert second.data is None and "GPU decoding stopped after 50 frames" in second.error
     assert stats.frames == 50
+
+
+def test_decoder_that_does_not_open_fails_every_clip_with_the_reason(device, media_dir):
+    fake = device()
+    nvcodec.probe()
+    fake.nvdec = False  # e.g. out of decoder sessions after the probe
+    clips = nvcodec.transcode_spans(str(media_dir / "bikes.mp4"), SPANS, encoder="nvenc")
+    assert all(c.data is None and "NVDEC could not open the stream" in c.error for c in clips)
 
 
 # ------------------------------------------------------------------ choice per device

@@ -27,24 +27,25 @@ class GpuCaps:
     reason: str  # why not everything works ("" when it does)
 
 
-def _tiny_h264() -> bytes:
-    from ..encode import X264Writer
-
+def _write_tiny_h264(path: str) -> None:
+    """Three 128x96 frames of H.264 in an mp4 (PyAV's libx264; no process-wide settings)."""
     import av
     import numpy as np
 
-    w = X264Writer(128, 96, Fraction(25), crf=30, preset="ultrafast")
-    for i in range(3):
-        img = np.full((96, 128, 3), 40 * i, np.uint8)
-        w.write(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p"))
-    return w.finish()
+    with av.open(path, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 40 * i, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode())
 
 
 def _try_nvdec(nvc) -> str:
     fd, path = tempfile.mkstemp(suffix=".mp4", prefix="curator-probe-")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_tiny_h264())
+        _write_tiny_h264(path)
         frames = sum(1 for _ in api.Decoded(nvc, path))
         return "" if frames == 3 else f"NVDEC decoded {frames} of 3 probe frames"
     except Exception as exc:
