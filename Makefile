@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install chromium demo test test-fast bench clean
+.PHONY: install chromium demo test test-fast bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_bench.py
+
+# One GPU: libx264 vs NVDEC+libx264 vs NVDEC+NVENC, TransNetV2 GPU vs CPU (sized for a few minutes
+# on a 16-core GPU machine; BENCH_ARGS="--videos 4 --seconds 5" for a quick look).
+# Needs the gpu extra (`pip install -e '.[gpu]'`); without CUDA it measures the CPU rows only.
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf out/ .pytest_cache build *.egg-info

@@ -99,8 +99,10 @@ NVENC_RESOURCE = "nvenc"
 
 
 class TranscodeConfig(StageConfig):
-    encoder: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="'gpu' = PyNvVideoCodec NVDEC + NVENC; 'cpu' = libx264; 'auto' = GPU when usable."
+    encoder: Literal["auto", "cpu", "nvdec", "nvenc", "gpu"] = Field(
+        "auto", description="'nvenc' = NVDEC decode + NVENC encode (L4, L40S, RTX); 'nvdec' = NVDEC decode + "
+                            "libx264 on the CPU (A100, H100, H200: no NVENC); 'cpu' = libx264; 'auto' = the best "
+                            "the worker's GPU really does (probed once per worker); 'gpu' = old name of 'nvenc'."
     )
     crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor (lower = higher quality).")
     preset: str = Field("veryfast", description="libx264 preset.")
@@ -114,11 +116,13 @@ class TranscodeConfig(StageConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _gpu_wants_nvenc(cls, data: Any) -> Any:
-        """encoder=gpu places transcoding where NVENC exists: unless set explicitly, the
-        stage asks for the custom Ray resource `nvenc` (1) and one GPU. Cluster configs
-        advertise `nvenc` only on NVENC-capable GPU nodes (L4, L40S, A10G; not H100/A100)."""
-        if not isinstance(data, dict) or data.get("encoder") != "gpu":
+    def _gpu_encoders_want_a_gpu(cls, data: Any) -> Any:
+        """encoder=nvenc (or gpu) places transcoding where NVENC exists: unless set
+        explicitly, the stage asks for the custom Ray resource `nvenc` (1) and one GPU.
+        Cluster configs advertise `nvenc` only on NVENC-capable GPU nodes (L4, L40S, A10G,
+        RTX; not A100/H100/H200). encoder=nvdec asks for one GPU only, so it places on any
+        GPU node, NVDEC-only ones included."""
+        if not isinstance(data, dict) or data.get("encoder") not in ("gpu", "nvenc", "nvdec"):
             return data
         given = data.get("resources")
         if isinstance(given, Resources):  # an instance (assignment): keep what was set on it
@@ -127,7 +131,8 @@ class TranscodeConfig(StageConfig):
             res = dict(given) if isinstance(given, dict) else {"num_cpus": 1.0, "batch_size": 1}
         if "custom" in res and not isinstance(res["custom"], dict):
             return data  # let field validation report it
-        res["custom"] = {NVENC_RESOURCE: 1.0, **(res.get("custom") or {})}
+        if data["encoder"] != "nvdec":
+            res["custom"] = {NVENC_RESOURCE: 1.0, **(res.get("custom") or {})}
         res.setdefault("num_gpus", 1.0)
         # on assignment pydantic keeps the other fields as returned: hand back an instance
         return {**data, "resources": Resources(**res) if isinstance(given, Resources) else res}

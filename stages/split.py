@@ -91,6 +91,12 @@ class SplitStage(Stage):
                             "CPU-only machines stages.split.method=scenedetect is several times faster "
                             "(benchmarks/pipeline_bench.py)")
         self.encode_here = self.config.encode_shots and cpu_transcoding(self.ctx)
+        # TransNetV2 on a GPU reads NVDEC frames resized there, when NVDEC works here
+        self.gpu_frames = False
+        if self.model is not None and str(self.model.device).startswith("cuda") and not self.encode_here:
+            from curator.media import nvcodec
+
+            self.gpu_frames = nvcodec.probe().nvdec
 
     # ---------------------------------------------------------------- process
     def process_row(self, row: Row) -> Row:
@@ -107,8 +113,16 @@ class SplitStage(Stage):
                                     threads=tc.threads, max_short_side=tc.max_short_side, stats=stats)
             shots, encoded = cut.shots, cut.encoded  # this stage's time includes those encodes
         else:
-            for idx, t, frame in iter_frames(source, stats=stats):
-                detector.push(idx, t, frame)
+            if self.gpu_frames:
+                from curator.media import nvcodec
+                from curator.models import transnetv2
+
+                for idx, img in enumerate(nvcodec.detector_frames(source, transnetv2.SIZE, stats)):
+                    detector.push_small(idx, stats.times[idx], img)
+                stats.times = []  # the detector keeps them
+            else:
+                for idx, t, frame in iter_frames(source, stats=stats):
+                    detector.push(idx, t, frame)
             detector.finish()
             shots = detector.shots()
         stats.times = detector.times
@@ -139,9 +153,10 @@ class SplitStage(Stage):
 
 
 def cpu_transcoding(ctx: RunContext) -> bool:
-    """Whether the transcode stage of this run encodes on the CPU (libx264), so that split
-    can encode shots in its own decode pass. `auto` counts as CPU only when this worker has
-    no GPU encoder and, under Ray, the cluster has no GPUs that transcode could be sent to."""
+    """Whether this run's transcode stage encodes with libx264 from a CPU decode, so that
+    split can encode the shots in its own decode pass. `auto` counts only when this
+    worker's GPU offers neither path (curator.media.nvcodec.probe) and, under Ray, the
+    cluster has no GPUs that transcoding could be sent to."""
     tc = ctx.config.stages.transcode
     if tc.encoder == "cpu":
         return True
@@ -149,7 +164,7 @@ def cpu_transcoding(ctx: RunContext) -> bool:
         return False
     from curator.media import nvcodec
 
-    if nvcodec.unavailable_reason() is None:
+    if nvcodec.choose_encoder("auto", nvcodec.probe()) != "cpu":
         return False
     try:
         import ray

@@ -1,14 +1,16 @@
 """Transcode: cut every span of a video into an H.264 mp4 clip — one video in, many clips out.
 
-The source is decoded once. On GPU (PyNvVideoCodec NVDEC + NVENC, when the machine has
-them and `encoder` allows) the GPU twin in :mod:`curator.media.nvcodec` is used; else
-libx264 through PyAV. Clips are upright (rotation applied), yuv420p, even-sized, and
-hold exactly the frames of their span.
+The source is decoded once. `encoder` picks the path (:mod:`curator.media.nvcodec`):
+NVDEC + NVENC where the worker's GPU has both, NVDEC + libx264 where it has NVDEC only
+(A100, H100, H200), libx264 through PyAV otherwise; `auto` takes the best the probe
+found. Clips are upright (rotation applied), yuv420p, even-sized, and hold exactly the
+frames of their span. The manifest's `encoder` column names the path per clip.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from curator.config import TranscodeConfig
 from curator.media import encode, nvcodec
@@ -34,42 +36,52 @@ class TranscodeStage(Stage):
             # Joining a cluster: the driver (often a CPU head node) is not where this stage
             # runs; its resources (`nvenc`, GPUs) place it, and setup() checks the device there.
             return []
-        if self.config.encoder == "gpu":
-            why = nvcodec.unavailable_reason()
-            if why:
-                return [Requirement(f"GPU transcoding (stages.transcode.encoder=gpu): {why}",
-                                    fix="pip install 'curator[gpu]' on a machine with an NVENC-capable GPU, "
-                                        "or set stages.transcode.encoder=cpu")]
+        if self.config.encoder in ("gpu", "nvenc", "nvdec"):
+            try:
+                nvcodec.choose_encoder(self.config.encoder, nvcodec.probe())
+            except RuntimeError as exc:
+                return [Requirement(f"GPU transcoding: {exc}",
+                                    fix="pip install 'curator[gpu]' on a machine with the GPU engines, or set "
+                                        "stages.transcode.encoder=auto (or cpu)")]
         return []
 
     def setup(self) -> None:
-        why = nvcodec.unavailable_reason() if self.config.encoder != "cpu" else "encoder=cpu"
-        if self.config.encoder == "gpu" and why:
-            raise RuntimeError(f"stages.transcode.encoder=gpu but this worker cannot use NVENC: {why}")
-        self.use_gpu = why is None
+        # 'cpu' never touches the GPU; the others probe it (once per worker process)
+        self.mode = "cpu" if self.config.encoder == "cpu" else nvcodec.choose_encoder(self.config.encoder,
+                                                                                     nvcodec.probe())
         if self.config.encoder == "auto":
-            log.info("transcode: %s", "GPU (PyNvVideoCodec)" if self.use_gpu else "CPU (libx264)")
+            why = nvcodec.probe().reason
+            log.info("transcode: %s%s", nvcodec.ENCODER_NAMES[self.mode], f" ({why})" if why else "")
+
+    def _encode(self, source: Any, spans: list[encode.Span],
+                **kwargs: Any) -> tuple[list[encode.EncodedClip], str, DecodeStats]:
+        cfg = self.config
+        if self.mode != "cpu":
+            stats = DecodeStats()
+            try:
+                return nvcodec.transcode_spans(source, spans, encoder=self.mode, bitrate_mbps=cfg.gpu_bitrate_mbps,
+                                               crf=cfg.crf, preset=cfg.preset, stats=stats, **kwargs), self.mode, stats
+            except nvcodec.UnsupportedSource as exc:  # e.g. 10-bit or 4:4:4: NVDEC is not NV12 there
+                log.info("transcode: %s; this video goes through libx264", exc)
+        stats = DecodeStats()
+        clips = encode.transcode_spans(source, spans, crf=cfg.crf, preset=cfg.preset, threads=cfg.threads,
+                                       stats=stats, **kwargs)
+        return clips, "cpu", stats
 
     def process_row(self, row: Row) -> list[Row]:
         spans = [encode.Span(**s) for s in (row.get("spans") or [])]
         # clips split already encoded in its decode pass (CPU transcoding); the rest here
         done = {(c["start_frame"], c["end_frame"]): c for c in (row.pop("encoded_spans", None) or [])}
         todo = [s for s in spans if (s.start_frame, s.end_frame) not in done]
-        stats = DecodeStats()
-        encoder = "nvenc" if self.use_gpu else "libx264"
         made: list[encode.EncodedClip] = []
+        mode, stats = "cpu", DecodeStats()
         if todo:
-            source = source_of(row)
-            kwargs = dict(rotation=int(row.get("rotation") or 0), fps=row.get("fps"),
-                          max_short_side=self.config.max_short_side, stats=stats)
-            if self.use_gpu:
-                made = nvcodec.transcode_spans(source, todo, bitrate_mbps=self.config.gpu_bitrate_mbps, **kwargs)
-            else:
-                made = encode.transcode_spans(source, todo, crf=self.config.crf, preset=self.config.preset,
-                                              threads=self.config.threads, **kwargs)
+            made, mode, stats = self._encode(source_of(row), todo, rotation=int(row.get("rotation") or 0),
+                                             fps=row.get("fps"), max_short_side=self.config.max_short_side)
         by_span = {(c.span.start_frame, c.span.end_frame): c for c in made}
         clips = [by_span.get((s.start_frame, s.end_frame)) or from_record(s, done[(s.start_frame, s.end_frame)])
                  for s in spans]
+        encoder = nvcodec.ENCODER_NAMES[mode]
         row.pop("video_bytes", None)
         out: list[Row] = []
         for i, c in enumerate(clips):
@@ -88,7 +100,7 @@ class TranscodeStage(Stage):
                 "clip_fps": round(c.fps, 6),
                 "clip_frames": c.frames,
                 "clip_duration_s": round(c.frames / c.fps, 6) if c.fps else None,
-                "encoder": encoder if (c.span.start_frame, c.span.end_frame) in by_span else "libx264",
+                "encoder": encoder if (c.span.start_frame, c.span.end_frame) in by_span else nvcodec.ENCODER_NAMES["cpu"],
             })
             if c.data is None:
                 stop(clip, self.name, Reason.TRANSCODE_FAILED, c.error or "encoding failed")

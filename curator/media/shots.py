@@ -54,12 +54,16 @@ class Detector:
 
     def push(self, idx: int, t: float, frame: Any) -> None:
         """Feed decoded frame `idx` (in order) at time `t` (seconds)."""
+        self.push_small(idx, t, self.small(frame))
+
+    def push_small(self, idx: int, t: float, img: Any) -> None:
+        """Feed frame `idx` already at the detector's size (e.g. resized on a GPU)."""
         import time
 
         self.times.append(t)
         self.n = idx + 1
         t0 = time.perf_counter()
-        self._push(idx, t, self.small(frame))
+        self._push(idx, t, img)
         self.busy_s += time.perf_counter() - t0
 
     def _push(self, idx: int, t: float, img: np.ndarray | None) -> None:

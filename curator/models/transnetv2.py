@@ -13,7 +13,7 @@ GPU, or `stages.split.method=scenedetect` on CPU-only machines (see docs/archite
 from __future__ import annotations
 
 import random
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -51,13 +51,20 @@ def load(device: str = "auto"):  # -> TransNetV2
     return model
 
 
-def run_windows(model, windows: list[np.ndarray]) -> list[np.ndarray]:
-    """The model on a batch of [100, 27, 48, 3] windows -> each window's 50 middle predictions."""
+def run_windows(model, windows: list[Any]) -> list[np.ndarray]:
+    """The model on a batch of [100, 27, 48, 3] windows -> each window's 50 middle predictions.
+
+    Windows are numpy arrays or torch tensors; tensors already on the model's device (the
+    NVDEC path, :func:`curator.media.nvcodec.iter_model_frames`) stay there, with no host
+    round trip."""
     import torch
 
-    x = torch.from_numpy(np.stack(windows)).to(model.device)
+    if isinstance(windows[0], torch.Tensor):
+        x = torch.stack(windows)
+    else:
+        x = torch.from_numpy(np.stack(windows))
     with torch.inference_mode():
-        single, _ = model.predict_raw(x)
+        single, _ = model.predict_raw(x.to(model.device))
     return list(single[:, PAD:PAD + STEP, 0].float().cpu().numpy())
 
 
@@ -68,36 +75,45 @@ def default_batch_windows(model) -> int:
     return 1 if str(model.device).startswith("cpu") else 8
 
 
+def _stack(frames: list[Any]) -> Any:
+    if type(frames[0]).__module__.startswith("torch"):
+        import torch
+
+        return torch.stack(frames)
+    return np.stack(frames)
+
+
 class StreamingPredictor:
     """Per-frame transition probabilities, as frames arrive.
 
-    :meth:`push` takes one uint8 [27, 48, 3] frame and returns the predictions that became
-    final with it (frame order, possibly none); :meth:`finish` pads the tail as the
-    reference implementation does and returns the rest. Concatenated, they equal
-    :func:`predict` on the same frames: a frame's prediction is known at most
-    ``WINDOW - PAD`` frames after it arrives (with one window per model call)."""
+    :meth:`push` takes one uint8 [27, 48, 3] frame (numpy, or a torch tensor on the
+    model's device) and returns the predictions that became final with it (frame order,
+    possibly none); :meth:`finish` pads the tail as the reference implementation does and
+    returns the rest. Concatenated, they equal :func:`predict` on the same frames: a
+    frame's prediction is known at most ``WINDOW - PAD`` frames after it arrives (with one
+    window per model call)."""
 
     def __init__(self, model, batch_windows: int | None = None):
         self.model = model
         self.batch_windows = batch_windows or default_batch_windows(model)
         self.n = 0
-        self._buf: list[np.ndarray] = []
-        self._pending: list[np.ndarray] = []
-        self._last: np.ndarray | None = None
+        self._buf: list[Any] = []
+        self._pending: list[Any] = []
+        self._last: Any = None
 
     def _run(self) -> np.ndarray:
         preds = run_windows(self.model, self._pending) if self._pending else []
         self._pending = []
         return np.concatenate(preds) if preds else np.zeros(0, np.float32)
 
-    def push(self, frame: np.ndarray) -> np.ndarray:
+    def push(self, frame: Any) -> np.ndarray:
         if self.n == 0:
             self._buf = [frame] * PAD
         self._buf.append(frame)
         self._last = frame
         self.n += 1
         if len(self._buf) >= WINDOW:
-            self._pending.append(np.stack(self._buf[:WINDOW]))
+            self._pending.append(_stack(self._buf[:WINDOW]))
             self._buf = self._buf[STEP:]
             if len(self._pending) >= self.batch_windows:
                 return self._run()
@@ -110,15 +126,16 @@ class StreamingPredictor:
         tail_pad = PAD + STEP - (self.n % STEP if self.n % STEP else STEP)
         self._buf.extend([self._last] * tail_pad)
         while len(self._buf) >= WINDOW:
-            self._pending.append(np.stack(self._buf[:WINDOW]))
+            self._pending.append(_stack(self._buf[:WINDOW]))
             self._buf = self._buf[STEP:]
         rest = self._run()
         return rest[:max(0, self.n - emitted)]
 
 
-def predict(model, frames: Iterable[np.ndarray], batch_windows: int | None = None) -> np.ndarray:
-    """Per-frame transition probabilities for uint8 frames of shape [27, 48, 3]
-    (`batch_windows` windows per model call; see :func:`default_batch_windows`)."""
+def predict(model, frames: Iterable[Any], batch_windows: int | None = None) -> np.ndarray:
+    """Per-frame transition probabilities for uint8 frames of shape [27, 48, 3] (numpy
+    arrays, or torch tensors on the model's device); `batch_windows` windows per model
+    call (see :func:`default_batch_windows`)."""
     stream = StreamingPredictor(model, batch_windows)
     out = [stream.push(f) for f in frames]
     emitted = sum(len(o) for o in out)

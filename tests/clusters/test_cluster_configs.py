@@ -166,6 +166,16 @@ def test_launcher_worker_groups_place_curators_stages(cloud):
 
 
 @pytest.mark.parametrize("cloud", LAUNCHER)
+def test_nvdec_only_gpus_decode_but_never_advertise_nvenc(cloud):
+    """H100 nodes have NVDEC and no NVENC: `encoder=nvdec` places there by GPU, so their
+    containers get the driver's video libraries; `nvenc` is never advertised there."""
+    large = launcher(cloud)["available_node_types"]["gpu-large"]
+    assert NVENC_RESOURCE not in large["resources"]
+    opts = " ".join(large["docker"].get("worker_run_options", []))
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video" in opts
+
+
+@pytest.mark.parametrize("cloud", LAUNCHER)
 def test_launcher_images_models_and_ray_start(cloud):
     config = launcher(cloud)
     docker = config["docker"]
@@ -286,6 +296,15 @@ def test_crd_check_is_not_vacuous():
     bad = copy.deepcopy(doc)
     bad["spec"]["workerGroupSpecs"][1]["resources"] = {NVENC_RESOURCE: "1"}  # and in rayStartParams
     assert kuberay_semantic_errors(bad["spec"])
+
+
+def test_kuberay_nvdec_only_group_has_video_capability():
+    spec = kuberay("raycluster.yaml")["spec"]
+    large = next(g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu-large")
+    container = large["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility,video"
+    assert container["resources"]["limits"]["nvidia.com/gpu"]
 
 
 def test_rayjob_runs_the_same_cluster_as_raycluster():

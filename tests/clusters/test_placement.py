@@ -40,6 +40,16 @@ def test_explicit_resources_win_over_the_gpu_defaults():
 
 
 @pytest.mark.unit
+def test_nvenc_is_the_new_name_and_nvdec_places_by_gpu_only():
+    nvenc = PipelineConfig.load(None, ["stages.transcode.encoder=nvenc"]).stages.transcode.resources
+    assert nvenc.custom == {NVENC_RESOURCE: 1.0} and nvenc.num_gpus == 1.0
+    # NVDEC + libx264 runs on any GPU node, NVDEC-only ones (A100/H100/H200) included
+    nvdec = PipelineConfig.load(None, ["stages.transcode.encoder=nvdec"]).stages.transcode.resources
+    assert nvdec.custom == {} and nvdec.num_gpus == 1.0
+    assert ray_remote_args(nvdec) == {"num_cpus": 1.0, "num_gpus": 1.0}
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("encoder", ["cpu", "auto"])
 def test_other_encoders_leave_resources_alone(encoder):
     res = TranscodeConfig(encoder=encoder).resources

@@ -76,6 +76,19 @@ def test_annexb_is_muxed_without_reencoding(tmp_path):
 def test_capability_check_says_why_not_here():
     if torch.cuda.is_available():
         pytest.skip("has CUDA")
+    nvcodec.probe.cache_clear()
+    assert nvcodec.probe() == nvcodec.GpuCaps(cuda=False, nvdec=False, nvenc=False, reason="no CUDA device")
     assert nvcodec.unavailable_reason() == "no CUDA device"
-    with pytest.raises(RuntimeError, match="GPU transcoding unavailable"):
-        nvcodec.transcode_spans(b"", [])
+    assert nvcodec.choose_encoder("auto", nvcodec.probe()) == "cpu"
+    for encoder in ("nvenc", "nvdec"):
+        with pytest.raises(RuntimeError, match="cannot use NV"):
+            nvcodec.transcode_spans(b"", [], encoder=encoder)
+
+
+def test_importing_curator_never_imports_pynvvideocodec():
+    import subprocess
+    import sys
+
+    code = ("import sys, curator, curator.media.nvcodec, stages.transcode, stages.split; "
+            "assert 'PyNvVideoCodec' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
