@@ -39,7 +39,7 @@ def naive(inp: Path, out: Path, min_s: float, max_s: float) -> int:
     """PySceneDetect then one ffmpeg process per clip; returns the clip count."""
     from scenedetect import AdaptiveDetector, detect
 
-    from curator.synth import ffmpeg_exe
+    from curator.testing.synth import ffmpeg_exe
 
     out.mkdir(parents=True, exist_ok=True)
     clips = 0
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(HERE / "results" / "pipeline.json"))
     args = ap.parse_args()
 
-    from curator.synth import make_varied_set
+    from curator.testing.synth import make_varied_set
 
     work = Path(tempfile.mkdtemp(prefix="curator-bench-"))
     inp = work / "in"

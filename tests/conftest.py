@@ -80,9 +80,9 @@ def tiny_model_dir(tmp_path_factory) -> str:
 from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401
 @pytest.fixture(scope="session")
 def filter_set(tmp_path_factory):
-    """The labelled clip set of curator.synth_filters (~80 small clips with known truth),
+    """The labelled clip set of curator.testing.synth_filters (~80 small clips with known truth),
     generated once per session."""
-    from curator.synth_filters import make_filter_set
+    from curator.testing.synth_filters import make_filter_set
 
     folder = tmp_path_factory.mktemp("filter_set")
     return make_filter_set(folder)

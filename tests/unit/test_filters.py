@@ -373,7 +373,7 @@ def test_one_bad_or_slow_clip_fails_alone():
 
 def test_motion_vectors_are_deterministic(tmp_path):
     """Frame-threaded decoding exports a varying set of motion vectors; the stage must not."""
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
     from stages.motion import mv_steps, summarise
 
     p = tmp_path / "m.mp4"

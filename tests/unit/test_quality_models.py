@@ -10,7 +10,7 @@ import pytest
 
 from curator.config import PipelineConfig
 from curator.stage import RunContext
-from curator.synth_filters import W, H
+from curator.testing.synth_filters import W, H
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +23,7 @@ def make(cls, name, model_dir, *over):
 
 @pytest.fixture(scope="module")
 def clip_rows():
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
 
     import tempfile
     from pathlib import Path

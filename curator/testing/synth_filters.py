@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curator.synth import run_ffmpeg
+from curator.testing.synth import run_ffmpeg
 
 W, H, FPS, FRAMES = 160, 120, 25, 60
 VERSION = 3
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ROOT / "tests" / "data" / "media"
 FONT = ROOT / "tests" / "data" / "fonts" / "allerta_medium.otf"
 SYSTEM_FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

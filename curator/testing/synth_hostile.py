@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curator.records import Reason
-from curator.synth import make_audio_only, run_ffmpeg
+from curator.testing.synth import make_audio_only, run_ffmpeg
 
 
 @dataclass(frozen=True)
