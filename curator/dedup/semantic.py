@@ -207,7 +207,7 @@ def _assign_ray(parts: EmbeddingParts, assigner: Assigner) -> Iterator[tuple[np.
     holding the centroids); the driver receives (cell, record) rows."""
     import ray.data
 
-
+    rec = record_dtype(parts.dim)
     ds = ray.data.from_items([{"uri": u} for u, _ in parts.parts], override_num_blocks=max(1, len(parts.parts)))
     ds = ds.map_batches(
         _RayAssign, batch_size=1, batch_format="numpy",
