@@ -22,7 +22,6 @@ the ratio is the figure to read); writes benchmarks/results/loader.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform

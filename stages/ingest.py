@@ -16,10 +16,11 @@ import pyarrow as pa
 
 from curator import storage
 from curator.config import IngestConfig
-from curator.media.probe import Limits, ProbeError, probe
 from curator.manifest import part_uri, read_table
+from curator.media.probe import Limits, ProbeError, probe
 from curator.records import ERROR, REJECTED, SKIPPED, Reason, Row, stop
 from curator.stage import Stage
+
 
 class IngestStage(Stage):
     name = "ingest"

@@ -68,8 +68,14 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     """Save a tiny random-weight LLaVA (CLIP vision tower + Llama) with its processor,
     tokenizer and chat template, as transformers writes a hub model; returns its name."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     fast = _word_tokenizer(["<unk>", "<pad>", "<s>", "</s>", "<image>"], unk="<unk>", pad="<pad>", bos="<s>",
                            eos="</s>")
