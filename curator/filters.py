@@ -94,7 +94,7 @@ def decide(row: Row, stage: str, rules: Iterable[Rule], *, change_status: bool =
         if failed:
             first = failed[0]
             detail = "; ".join(
-                f"{r.metric} {_fmt(float(row[r.metric]))} {'<' if r.op == '>=' else '>'} {_fmt(float(r.threshold))}"
+                f"{r.metric} {_fmt(float(row[r.metric]))} {'<' if r.op == '>=' else '>'} {_fmt(float(r.threshold or 0.0))}"
                 + (f" ({stage}.{r.key})" if r.key else "")
                 for r in failed)
             stop(row, stage, first.reason, detail, status=REJECTED)

@@ -12,6 +12,8 @@ its downloads run while the model stages compute.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pyarrow as pa
 
 from curator import storage
@@ -25,7 +27,7 @@ from curator.stage import Stage
 class IngestStage(Stage):
     name = "ingest"
     kind = "video"
-    columns: list[tuple[str, pa.DataType]] = []
+    columns: ClassVar[list[tuple[str, pa.DataType]]] = []
     config: IngestConfig
 
     # ------------------------------------------------------------- prefetching

@@ -195,7 +195,8 @@ def flow_steps(source: Any, num_frames: int, fps: float, size: tuple[int, int], 
             fa, fb = got.get(a), got.get(b)
             if fa is None or fb is None or fa is fb:
                 continue
-            flow = cv2.calcOpticalFlowFarneback(fa, fb, None, 0.5, 3, 13, 3, 5, 1.1, 0)
+            # flow=None makes OpenCV allocate the output; its stubs require an array
+            flow = cv2.calcOpticalFlowFarneback(fa, fb, None, 0.5, 3, 13, 3, 5, 1.1, 0)  # type: ignore[call-overload]
             mag = float(np.hypot(flow[..., 0], flow[..., 1]).mean())
             disp = flow[grid[:, 1].astype(int), grid[:, 0].astype(int)]
             fit = fit_similarity(grid, grid + disp, (aw / 2, ah / 2))

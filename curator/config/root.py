@@ -81,7 +81,7 @@ class PipelineConfig(_Model):
                 stage.pop("resources", None)
                 for dotted in RUNTIME_KEYS.get(name, ()):
                     *parents, leaf = dotted.split(".")
-                    node = stage
+                    node: Any = stage
                     for p in parents:
                         node = node.get(p) if isinstance(node, dict) else None
                     if isinstance(node, dict):

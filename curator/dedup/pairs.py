@@ -54,9 +54,11 @@ def cluster_pairs(item: dict[str, Any]) -> ClusterResult:
     size = storage.stat(uri).size
     n = size // rec.itemsize
 
+    local = storage.local_path(uri)
+
     def read(a: int, b: int) -> np.ndarray:
-        if a == 0 and b >= n and storage.local_path(uri) is not None:
-            return np.fromfile(storage.local_path(uri), dtype=rec)
+        if a == 0 and b >= n and local is not None:
+            return np.fromfile(local, dtype=rec)
         return np.frombuffer(storage.read_range(uri, a * rec.itemsize, b * rec.itemsize), dtype=rec)
 
     gidx = np.empty(n, np.int64)

@@ -275,7 +275,7 @@ def _write_back(pf: pq.ParquetFile, man_uri: str, nodes: Nodes, dec: Decisions, 
                 detail = tbl.column("detail").to_pylist()
                 group = [None] * n
                 dup_of = [None] * n
-                simv = [None] * n
+                simv: list[float | None] = [None] * n
                 for r, nd in zip(local.tolist(), node_ids.tolist()):
                     if status[r] == REJECTED and stage[r] == STAGE:  # an earlier dedup's decision
                         status[r], stage[r], reason[r], detail[r] = OK, None, None, None

@@ -121,7 +121,7 @@ def semantic_edges(parts: EmbeddingParts, active: np.ndarray | None, cfg: DedupC
     # largest first: better balance under a parallel map
     cids.sort(key=lambda c: -int(counts[c]))
     uris = parts.spill.publish_clusters(cids)
-    items = [{"uri": u, "cluster": c, "dim": parts.dim, "threshold": threshold, "block": cfg.block_size,
+    items: list[dict[str, Any]] = [{"uri": u, "cluster": c, "dim": parts.dim, "threshold": threshold, "block": cfg.block_size,
               "pairs": collect_pairs} for u, c in zip(uris, cids)]
     uri_of = {it["cluster"]: it["uri"] for it in items}
     edges: list[np.ndarray] = []
@@ -208,7 +208,7 @@ def _assign_ray(parts: EmbeddingParts, assigner: Assigner) -> Iterator[tuple[np.
     import ray.data
 
     rec = record_dtype(parts.dim)
-    ds = ray.data.from_items([{"uri": u} for u, _ in parts.parts], override_num_blocks=max(1, len(parts.parts)))
+    ds: ray.data.Dataset = ray.data.from_items([{"uri": u} for u, _ in parts.parts], override_num_blocks=max(1, len(parts.parts)))
     ds = ds.map_batches(
         _RayAssign, batch_size=1, batch_format="numpy",
         fn_constructor_kwargs={"centroids": assigner.c, "threshold": assigner.t + BORDER_SLACK,

@@ -183,7 +183,8 @@ class TransformersBackend(CaptionBackend):
             if tok.pad_token is None and tok.eos_token is not None:
                 tok.pad_token = tok.eos_token
         model = AutoModelForImageTextToText.from_pretrained(path)
-        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()
+        # transformers types PreTrainedModel.to through a decorator that mypy reads as a different signature
+        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()  # type: ignore[arg-type]
         self._torch = torch
         import inspect
 
@@ -332,7 +333,7 @@ class EndpointBackend(CaptionBackend):
         self.cfg = cfg
         self.ep = cfg.endpoint
         self.model_id = cfg.model
-        self.url = chat_url(self.ep.url)
+        self.url = chat_url(cfg.endpoint.url)
         self._key = os.environ.get(self.ep.api_key_env) if self.ep.api_key_env else None
         if self.ep.api_key_env and not self._key:
             log.warning("caption endpoint: environment variable %s is not set; sending no API key",

@@ -165,9 +165,9 @@ def scan_manifest(pf: pq.ParquetFile, cfg: ReportConfig) -> Scan:
         for rows in _batches(pf, wanted):
             for row in rows:
                 for c in row.get("checks") or []:
-                    m = s.metrics.get((c.get("stage") or "?", c.get("metric") or "?"))
-                    if m is not None:
-                        m.bin(c)
+                    ms = s.metrics.get((c.get("stage") or "?", c.get("metric") or "?"))
+                    if ms is not None:
+                        ms.bin(c)
                 g = row.get("dup_group")
                 if g in s.group_members:
                     s.group_members[g].append(_example(row))
@@ -213,10 +213,10 @@ def _scan_row(s: Scan, row: Row, cfg: ReportConfig, has_dedup: bool) -> None:
         if row.get("caption"):
             s.has_captions = True
         for c in row.get("checks") or []:
-            key = (c.get("stage") or "?", c.get("metric") or "?")
-            m = s.metrics.get(key)
+            mkey = (c.get("stage") or "?", c.get("metric") or "?")
+            m = s.metrics.get(mkey)
             if m is None:
-                m = s.metrics[key] = MetricStats(*key)
+                m = s.metrics[mkey] = MetricStats(*mkey)
             m.add(c)
         if has_dedup and row.get("dup_group"):
             g = row["dup_group"]
