@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curator.config import CaptionConfig
+from curator.media.frames import even
 from curator.models import registry
 from curator.stage import Requirement
 
@@ -74,7 +75,7 @@ def frame_size(cfg: CaptionConfig, width: int, height: int) -> tuple[int, int]:
     if not width or not height:
         return cfg.max_side, cfg.max_side
     scale = min(1.0, cfg.max_side / max(width, height))
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    return even(width * scale), even(height * scale)
 
 
 def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:

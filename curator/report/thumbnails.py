@@ -9,6 +9,7 @@ from typing import Any
 
 from curator import storage
 from curator.config import ReportConfig
+from curator.media.frames import even
 from curator.records import OK
 from curator.report.text import NO_FRAME_REASONS, log
 
@@ -42,7 +43,7 @@ class Thumbnailer:
         if not w or not h:
             return None
         tw = self.cfg.thumb_width
-        return tw, max(2, int(round(tw * h / w / 2)) * 2)
+        return tw, even(tw * h / w)
 
     def _clip(self, ex: dict[str, Any]) -> Thumb:
         from curator.media.decode import sample_frames
