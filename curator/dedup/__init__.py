@@ -32,7 +32,8 @@ The steps, each with bounded memory:
 Modules: ``common`` (columns, thresholds, errors), ``kmeans`` (backend and training),
 ``assign`` (cells with multi-probing), ``spill`` (embedding parts), ``pairs`` (one
 cluster's pairs and forest), ``semantic`` (the semantic phase), ``decisions`` (groups
-and keepers), ``phase`` (the manifest phase: ``dedup_run``, ``run_phase``, ``format_stats``).
+and keepers), ``scan`` (the manifest scan), ``phase`` (the manifest phase: ``dedup_run``,
+``run_phase``, ``format_stats``).
 """
 
 from __future__ import annotations
