@@ -36,6 +36,8 @@ demo: install
 	$(BIN)/curator run --input samples/ --output out/demo --force
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

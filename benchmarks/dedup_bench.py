@@ -85,6 +85,8 @@ def generate(out_dir: str, n: int, seed: int = 0, batch: int = 50_000) -> np.nda
 
 def child(out_dir: str) -> None:
     """Run dedup on the manifest in out_dir; print stats and peak RSS as JSON."""
+    from dataclasses import asdict
+
     from curator import dedup
     from curator.config import DedupConfig
 
@@ -93,7 +95,7 @@ def child(out_dir: str) -> None:
     wall = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": ru.ru_maxrss * 1024,
-                      "loadavg_end": os.getloadavg()[0], "stats": dedup.asdict(res.stats)}))
+                      "loadavg_end": os.getloadavg()[0], "stats": asdict(res.stats)}))
 
 
 def groups_of(out_dir: str) -> np.ndarray:

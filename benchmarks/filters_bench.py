@@ -1,5 +1,5 @@
 """Filter benchmark: clips/s per filter on CPU, each filter's share of pipeline time, and
-the accuracy table on the labelled clip set (curator/synth_filters.py).
+the accuracy table on the labelled clip set (curator/testing/synth_filters.py).
 
     python benchmarks/filters_bench.py [--repeat 1] [--pipeline-videos 12]
 
@@ -26,8 +26,17 @@ sys.path.insert(0, str(ROOT))
 
 from curator.config import MotionConfig, PipelineConfig, QualityConfig, TextOverlayConfig  # noqa: E402
 from curator.stage import RunContext  # noqa: E402
-from curator.synth_filters import (FRAMES, FPS, H, W, clip_row, ladders, make_filter_set,  # noqa: E402
-                                   motion_accuracy, text_accuracy)
+from curator.testing.synth_filters import (  # noqa: E402
+    FPS,
+    FRAMES,
+    H,
+    W,
+    clip_row,
+    ladders,
+    make_filter_set,
+    motion_accuracy,
+    text_accuracy,
+)
 
 
 def ctx(cfg: PipelineConfig | None = None) -> RunContext:

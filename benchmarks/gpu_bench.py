@@ -39,7 +39,7 @@ def make_input(folder: Path, n: int, seconds: float, height: int, fps: int = 25)
     """n videos, made in parallel (one ffmpeg per core)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from curator.synth import run_ffmpeg
+    from curator.testing.synth import run_ffmpeg
 
     width = (height * 16 // 9) // 2 * 2
 

@@ -22,7 +22,6 @@ the ratio is the figure to read); writes benchmarks/results/loader.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -44,7 +43,7 @@ def make_shards(work: Path, videos: int) -> Path:
     from curator.driver import execute
     from curator.pipeline import build
     from curator.runners.local import LocalRunner
-    from curator.synth import make_varied_set
+    from curator.testing.synth import make_varied_set
 
     inp = work / "in"
     make_varied_set(str(inp), videos, min_s=10, max_s=20, width=640, height=360)

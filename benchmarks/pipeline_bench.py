@@ -48,7 +48,7 @@ def videos_in(inp: Path) -> list[Path]:
 
 def floor(inp: Path, out: Path) -> int:
     """One decode + one encode of every input, with ffmpeg's own threading."""
-    from curator.synth import ffmpeg_exe
+    from curator.testing.synth import ffmpeg_exe
 
     out.mkdir(parents=True, exist_ok=True)
     for video in videos_in(inp):
@@ -61,7 +61,7 @@ def naive(inp: Path, out: Path, min_s: float, max_s: float) -> int:
     """PySceneDetect then one ffmpeg process per clip; returns the clip count."""
     from scenedetect import AdaptiveDetector, detect
 
-    from curator.synth import ffmpeg_exe
+    from curator.testing.synth import ffmpeg_exe
 
     out.mkdir(parents=True, exist_ok=True)
     clips = 0
@@ -127,7 +127,7 @@ def make_set(name: str, work: Path, args: argparse.Namespace) -> Path:
         cache = Path(args.cache) if args.cache else work / "footage"
         make(cache)
         return cache
-    from curator.synth import make_varied_set
+    from curator.testing.synth import make_varied_set
 
     inp = work / name
     make_varied_set(str(inp), args.videos, min_s=args.min_s, max_s=args.max_s)

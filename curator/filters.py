@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
-from curator.records import OK, REJECTED, Reason, Row, add_timing, stop
+from curator.records import OK, REJECTED, Row, add_timing, stop
 from curator.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def decide(row: Row, stage: str, rules: Iterable[Rule], *, change_status: bool =
         if failed:
             first = failed[0]
             detail = "; ".join(
-                f"{r.metric} {_fmt(float(row[r.metric]))} {'<' if r.op == '>=' else '>'} {_fmt(float(r.threshold))}"
+                f"{r.metric} {_fmt(float(row[r.metric]))} {'<' if r.op == '>=' else '>'} {_fmt(float(r.threshold or 0.0))}"
                 + (f" ({stage}.{r.key})" if r.key else "")
                 for r in failed)
             stop(row, stage, first.reason, detail, status=REJECTED)
@@ -139,7 +139,7 @@ class Filter(Stage):
         """One clip at a time under the per-item deadline, so one bad clip fails alone; a
         filter that batches a model (overrides `measure_rows`) measures the batch first,
         under the base class's batch deadline, and falls back to one by one if it fails."""
-        from curator.deadline import ItemTimeout, deadline
+        from curator.deadline import ItemTimeout
 
         values: list[dict[str, Any]] | None = None
         if type(self).measure_rows is not Filter.measure_rows:  # a batched model (video_type)
@@ -149,25 +149,11 @@ class Filter(Stage):
                 raise
             except Exception as exc:
                 log.warning("filter %s: batch of %d failed (%s); measuring one by one", self.name, len(rows), exc)
-        out: list[list[Row]] = []
-        limit = self.ctx.config.run.item_timeout_s if self.ctx else None
-        for i, row in enumerate(rows):
-            try:
-                if values is not None:
-                    v = values[i]
-                else:
-                    with deadline(limit):
-                        v = self.measure(row)
-            except ItemTimeout as exc:
-                row.pop("mp4", None)
-                out.append([stop(row, self.name, Reason.TIMEOUT, str(exc))])
-                continue
-            except Exception as exc:
-                log.warning("filter %s failed on %s: %s", self.name, row.get("clip_id"), exc)
-                out.append([stop(row, self.name, Reason.STAGE_FAILED, f"{type(exc).__name__}: {exc}")])
-                continue
-            out.append([self._apply(row, v, change_status=True)])
-        return out
+
+        def one(row: Row, i: int) -> Row:
+            return self._apply(row, values[i] if values is not None else self.measure(row), change_status=True)
+
+        return self.per_item(rows, one)
 
     def _apply(self, row: Row, values: dict[str, Any], change_status: bool) -> Row:
         row.update(values)

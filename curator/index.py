@@ -141,7 +141,7 @@ def build_ann(emb: np.ndarray, cfg: IndexConfig, seed: int = 0) -> tuple[bytes, 
     if n >= cfg.ivf_min_rows:
         nlist = max(1, min(int(round(4 * np.sqrt(n))), n // 39))
         quant = faiss.IndexFlatIP(d)
-        ix = faiss.IndexIVFScalarQuantizer(quant, d, nlist, faiss.ScalarQuantizer.QT_fp16,
+        ix: faiss.Index = faiss.IndexIVFScalarQuantizer(quant, d, nlist, faiss.ScalarQuantizer.QT_fp16,
                                            faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
         train = x[rng.choice(n, min(n, nlist * 64), replace=False)]
@@ -300,7 +300,8 @@ def search(index_uri: str, *, vector: np.ndarray | None = None, where_text: str 
         k = min(want, ix.ntotal if allowed is None else len(allowed))
         if hasattr(ix, "nprobe"):
             ix.nprobe = nprobe
-            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            # faiss's stubs lack the keyword constructor its SWIG wrapper accepts
+            params: faiss.SearchParameters = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[call-arg]
         else:
             params = faiss.SearchParameters()
         if allowed is not None:
@@ -334,7 +335,7 @@ def format_table(hits: list[Hit], columns: list[str] | None = None) -> str:
         for c in cols:
             v = h.score if c == "score" else h.row.get(c)
             if c == "clip_uri" and v:
-                v = storage.display(v)
+                v = storage.display(str(v))
             if isinstance(v, float):
                 v = f"{v:.4f}" if c == "score" or c == "similarity" else f"{v:.2f}"
             r.append("" if v is None else str(v))

@@ -103,7 +103,7 @@ def code_modules() -> list[str]:
     import curator
     import stages
 
-    return [os.path.dirname(os.path.abspath(m.__file__)) for m in (curator, stages)]  # type: ignore[arg-type]
+    return [os.path.dirname(os.path.abspath(str(m.__file__))) for m in (curator, stages)]
 
 
 def runtime_env(env: dict[str, str], working_dir: str | None, upload_code: bool) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def decode_video(data: bytes, mode: Decode = "uint8", out: torch.Tensor | None =
     dst: np.ndarray | None = out.numpy() if out is not None else None
     extra: list[np.ndarray] = []
     t = 0
-    container = av.open(io.BytesIO(data))
+    container = av.open(io.BytesIO(data), mode="r")
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -417,7 +417,7 @@ class ShardDataset(IterableDataset):
         pending: list[list[int]] = [list(p) for p in progress["pending"]]
         refetch = sorted(set(shuffle.buf) | {k for p in pending for k in p})
         stream = self._read(refetch, order, starts)
-        tail_from = shuffle.next_in
+        tail_from: int | None = shuffle.next_in
         cache: dict[int, dict[str, Any]] = {}
 
         def get(k: int) -> dict[str, Any]:

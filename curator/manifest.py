@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 
 def _eta(seconds: float) -> str:
@@ -95,7 +95,7 @@ class Progress:
 
 class NullProgress(Progress):
     def __init__(self) -> None:
-        super().__init__(stream=_Null(), tty=False)
+        super().__init__(stream=cast(TextIO, _Null()), tty=False)
 
     def _emit(self, force: bool = False) -> None:
         pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pyarrow as pa
 
@@ -155,19 +155,26 @@ class Stage:
     def process_rows(self, rows: list[Row]) -> list[list[Row]]:
         """One list of output rows per input row. Default: `process_row` per row with
         per-row error capture, so one bad item never fails its neighbours."""
-        out = []
-        limit = self.ctx.config.run.item_timeout_s
-        for row in rows:
+        return self.per_item(rows, lambda row, _i: self.process_row(row))
+
+    def per_item(self, rows: list[Row], fn: Callable[[Row, int], Row | list[Row]]) -> list[list[Row]]:
+        """The per-item loop every stage shares: ``fn(row, index)`` under the per-item
+        deadline (``run.item_timeout_s``); a timeout or an exception stops that row alone
+        (``timeout``, its transient bytes dropped, or ``stage_failed``) and the loop goes on."""
+        out: list[list[Row]] = []
+        limit = self.ctx.config.run.item_timeout_s if self.ctx else None
+        for i, row in enumerate(rows):
+            item = row.get("clip_id") or row.get("video_id")
             try:
                 with deadline(limit):
-                    res = self.process_row(row)
+                    res = fn(row, i)
             except ItemTimeout as exc:
-                log.warning("stage %s: %s timed out", self.name, row.get("clip_id") or row.get("video_id"))
+                log.warning("stage %s: %s timed out", self.name, item)
                 row.pop("video_bytes", None)
                 row.pop("mp4", None)
                 res = stop(row, self.name, Reason.TIMEOUT, str(exc))
             except Exception as exc:
-                log.warning("stage %s failed on %s: %s", self.name, row.get("clip_id") or row.get("video_id"), exc)
+                log.warning("stage %s failed on %s: %s", self.name, item, exc)
                 res = stop(row, self.name, Reason.STAGE_FAILED, f"{type(exc).__name__}: {exc}")
             out.append(res if isinstance(res, list) else [res])
         return out

@@ -7,7 +7,7 @@ Four shots from ffmpeg test sources, hard cuts at frames 75, 150 and 240 (25 fps
 
 import os
 
-from curator.synth import make_shots_video
+from curator.testing.synth import make_shots_video
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

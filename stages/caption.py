@@ -22,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from curator.config import CaptionConfig
-from curator.media.decode import sample_frames
-from curator.media.source import clip_source_of
+from curator.media.frames import sample_clip_frames
 from curator.models import registry, vlm
 from curator.records import Row, stop
 from curator.stage import Requirement, Stage
@@ -73,10 +72,7 @@ class CaptionStage(Stage):
             row["caption_model"] = self.backend.model_id
             try:
                 size = vlm.frame_size(self.config, row.get("clip_width") or 0, row.get("clip_height") or 0)
-                frames, idx = sample_frames(clip_source_of(row), self.config.num_frames, size,
-                                            num_frames=row.get("clip_frames"))
-                if len(frames) == 0:
-                    raise ValueError("no decodable frames")
+                frames, idx = sample_clip_frames(row, self.config.num_frames, size)
             except Exception as exc:
                 self._failed(row, f"frames: {type(exc).__name__}: {exc}")
                 continue

@@ -23,8 +23,7 @@ import pyarrow as pa
 
 from curator.config import EmbedConfig
 from curator.media import perceptual
-from curator.media.decode import sample_frames
-from curator.media.source import clip_source_of
+from curator.media.frames import sample_clip_frames
 from curator.models import registry
 from curator.records import Row, stop
 from curator.stage import Requirement, RunContext, Stage
@@ -71,10 +70,7 @@ class EmbedStage(Stage):
         for row in rows:
             try:
                 w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
-                arr, _ = sample_frames(clip_source_of(row), self.config.num_frames, (w, h),
-                                       num_frames=row.get("clip_frames"))
-                if len(arr) == 0:
-                    raise ValueError("no decodable frames")
+                arr, _ = sample_clip_frames(row, self.config.num_frames, (w, h))
                 frames.append(arr)
                 ok.append(row)
             except Exception as exc:
@@ -88,7 +84,8 @@ class EmbedStage(Stage):
 
     def _perceptual(self, row: Row) -> Row:
         try:
-            v = perceptual.embed_clip(clip_source_of(row), num_frames=row.get("clip_frames"))
+            frames, _ = sample_clip_frames(row, perceptual.FRAMES, (perceptual.SIDE, perceptual.SIDE), require=False)
+            v = perceptual.embed_frames(frames)
         except Exception as exc:
             return stop(row, self.name, EMBED_FAILED, f"{type(exc).__name__}: {exc}")
         row["embedding"] = v.astype(np.float16).tolist()

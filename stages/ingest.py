@@ -12,19 +12,22 @@ its downloads run while the model stages compute.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pyarrow as pa
 
 from curator import storage
 from curator.config import IngestConfig
-from curator.media.probe import Limits, ProbeError, probe
 from curator.manifest import part_uri, read_table
+from curator.media.probe import Limits, ProbeError, probe
 from curator.records import ERROR, REJECTED, SKIPPED, Reason, Row, stop
 from curator.stage import Stage
+
 
 class IngestStage(Stage):
     name = "ingest"
     kind = "video"
-    columns: list[tuple[str, pa.DataType]] = []
+    columns: ClassVar[list[tuple[str, pa.DataType]]] = []
     config: IngestConfig
     #: its own Ray operator: downloads overlap the compute of the stages after it
     fusable = False

@@ -170,19 +170,19 @@ def window_indices(num_frames: int, windows: int, window_frames: int) -> list[li
     return runs
 
 
-def flow_steps(source: Any, num_frames: int, fps: float, size: tuple[int, int], cfg: MotionConfig) -> tuple[
+def flow_steps(row: Row, num_frames: int, fps: float, size: tuple[int, int], cfg: MotionConfig) -> tuple[
         list[list[Step]], tuple[int, int]]:
     import cv2
 
-    from curator.media.decode import sample_frames
+    from curator.media.frames import even, sample_clip_frames
 
     w, h = size
     scale = cfg.analysis_size / max(w, h)
-    aw = max(16, int(round(w * scale / 2)) * 2)
-    ah = max(16, int(round(h * scale / 2)) * 2)
+    aw = even(w * scale, minimum=16)
+    ah = even(h * scale, minimum=16)
     runs = window_indices(num_frames, cfg.windows, cfg.window_frames)
     flat = sorted({i for r in runs for i in r})
-    frames, used = sample_frames(source, len(flat), (aw, ah), fmt="gray", indices=flat)
+    frames, used = sample_clip_frames(row, len(flat), (aw, ah), "gray", indices=flat, require=False)
     got = {i: f for i, f in zip(used, frames)}
     step = 8
     ys, xs = np.mgrid[step // 2:ah:step, step // 2:aw:step]
@@ -195,7 +195,8 @@ def flow_steps(source: Any, num_frames: int, fps: float, size: tuple[int, int], 
             fa, fb = got.get(a), got.get(b)
             if fa is None or fb is None or fa is fb:
                 continue
-            flow = cv2.calcOpticalFlowFarneback(fa, fb, None, 0.5, 3, 13, 3, 5, 1.1, 0)
+            # flow=None makes OpenCV allocate the output; its stubs require an array
+            flow = cv2.calcOpticalFlowFarneback(fa, fb, None, 0.5, 3, 13, 3, 5, 1.1, 0)  # type: ignore[call-overload]
             mag = float(np.hypot(flow[..., 0], flow[..., 1]).mean())
             disp = flow[grid[:, 1].astype(int), grid[:, 0].astype(int)]
             fit = fit_similarity(grid, grid + disp, (aw / 2, ah / 2))
@@ -317,7 +318,7 @@ class MotionStage(Filter):
             size = (vs.codec_context.width, vs.codec_context.height)
             c.close()
         n = int(row.get("clip_frames") or 0)
-        runs, asize = flow_steps(data, n, fps, size, self.config)
+        runs, asize = flow_steps(row, n, fps, size, self.config)
         out = summarise(runs, asize, fps)
         out["motion_method"] = "flow"
         return out

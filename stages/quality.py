@@ -44,15 +44,9 @@ LOW_QUALITY = "low_quality"
 
 
 def _frames(row: Row, n: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    from curator.media.decode import sample_frames
+    from curator.media.frames import sample_clip_frames
 
-    data = row.get("mp4")
-    if data is None:
-        raise ValueError("clip has no encoded bytes (mp4)")
-    frames, _ = sample_frames(data, n, size, num_frames=row.get("clip_frames") or None)
-    if not len(frames):
-        raise ValueError("no decodable frames")
-    return frames
+    return sample_clip_frames(row, n, size)[0]
 
 
 class QualityStage(Filter):

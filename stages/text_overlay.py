@@ -150,20 +150,15 @@ class TextOverlayStage(Filter):
         return out
 
     def measure(self, row: Row) -> dict[str, Any]:
-        from curator.media.decode import sample_frames
+        from curator.media.frames import even, sample_clip_frames
 
-        data = row.get("mp4")
-        if data is None:
-            raise ValueError("clip has no encoded bytes (mp4)")
         w = int(row.get("clip_width") or 0)
         h = int(row.get("clip_height") or 0)
         size = None
         if w and h and max(w, h) > self.config.det_limit_side:
             s = self.config.det_limit_side / max(w, h)
-            size = (max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2))
-        frames, _ = sample_frames(data, self.config.sample_frames, size, num_frames=row.get("clip_frames") or None)
-        if not len(frames):
-            raise ValueError("no decodable frames")
+            size = (even(w * s), even(h * s))
+        frames, _ = sample_clip_frames(row, self.config.sample_frames, size)
         fh, fw = frames.shape[1:3]
         per_frame = []
         for f in frames:

@@ -41,8 +41,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        from curator.runners.ray import init_ray
         from curator.config import RunConfig
+        from curator.runners.ray import init_ray
 
         init_ray(RunConfig(num_cpus=2))
     yield ray
@@ -78,11 +78,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 # Storage emulators (moto S3, gcp-storage-emulator, Azurite), started on first use.
 from curator.testing.fixtures import azurite, gcs_emulator, moto_s3  # noqa: E402,F401
+
+
 @pytest.fixture(scope="session")
 def filter_set(tmp_path_factory):
-    """The labelled clip set of curator.synth_filters (~80 small clips with known truth),
+    """The labelled clip set of curator.testing.synth_filters (~80 small clips with known truth),
     generated once per session."""
-    from curator.synth_filters import make_filter_set
+    from curator.testing.synth_filters import make_filter_set
 
     folder = tmp_path_factory.mktemp("filter_set")
     return make_filter_set(folder)

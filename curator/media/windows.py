@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Sequence
 
+from curator.media.frames import even
+
 from .decode import FrameGraph, Source, iter_frames
 from .encode import X264Writer
 
@@ -79,7 +81,7 @@ def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int]:
     s = max(out_w / width, out_h / height)
     sw = max(out_w, math.ceil(width * s - 1e-9))
     sh = max(out_h, math.ceil(height * s - 1e-9))
-    return sw + sw % 2, sh + sh % 2
+    return even(sw, minimum=0, how="up"), even(sh, minimum=0, how="up")
 
 
 def encode_windows(source: Source, wins: Sequence[Window], *, src_fps: Fraction, dst_fps: Fraction,

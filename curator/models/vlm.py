@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curator.config import CaptionConfig
+from curator.media.frames import even
 from curator.models import registry
 from curator.stage import Requirement
 
@@ -74,7 +75,7 @@ def frame_size(cfg: CaptionConfig, width: int, height: int) -> tuple[int, int]:
     if not width or not height:
         return cfg.max_side, cfg.max_side
     scale = min(1.0, cfg.max_side / max(width, height))
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    return even(width * scale), even(height * scale)
 
 
 def encode_image(frame: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
@@ -183,7 +184,8 @@ class TransformersBackend(CaptionBackend):
             if tok.pad_token is None and tok.eos_token is not None:
                 tok.pad_token = tok.eos_token
         model = AutoModelForImageTextToText.from_pretrained(path)
-        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()
+        # transformers types PreTrainedModel.to through a decorator that mypy reads as a different signature
+        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()  # type: ignore[arg-type]
         self._torch = torch
         import inspect
 
@@ -332,7 +334,7 @@ class EndpointBackend(CaptionBackend):
         self.cfg = cfg
         self.ep = cfg.endpoint
         self.model_id = cfg.model
-        self.url = chat_url(self.ep.url)
+        self.url = chat_url(cfg.endpoint.url)
         self._key = os.environ.get(self.ep.api_key_env) if self.ep.api_key_env else None
         if self.ep.api_key_env and not self._key:
             log.warning("caption endpoint: environment variable %s is not set; sending no API key",

@@ -117,8 +117,12 @@ class AzureStore(RemoteStore):
 
     # ------------------------------------------------------------------ errors
     def _translate(self, exc: BaseException, op: str, uri: str) -> StorageError:
-        from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ServiceRequestError,
-                                           ServiceResponseError)
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
             return classify_http(exc.status_code, str(getattr(exc, "error_code", None) or ""), uri, op)

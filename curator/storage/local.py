@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from typing import BinaryIO, Iterator
 
-from .base import AccessDenied, NotFound, ObjectInfo, Store, StorageError
+from .base import AccessDenied, NotFound, ObjectInfo, StorageError, Store
 from .uri import display, local_path, normalize
 
 

@@ -17,6 +17,7 @@ A cloud backend implements a handful of requests (``_list_page``, ``_head``, ``_
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from abc import abstractmethod
@@ -150,7 +151,7 @@ class RemoteStore(Store):
         scheme, bucket, prefix = split(prefix_uri)
         token: str | None = None
         while True:
-            items, token = self._call(lambda token=token: self._list_page(bucket, prefix, page_size, token),
+            items, token = self._call(functools.partial(self._list_page, bucket, prefix, page_size, token),
                                       "list", prefix_uri, "list")
             for key, size, mtime, etag in items:
                 if not key.endswith("/"):  # a "folder" marker, not an object

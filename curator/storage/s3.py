@@ -48,8 +48,14 @@ class S3Store(RemoteStore):
 
     # ------------------------------------------------------------------ errors
     def _translate(self, exc: BaseException, op: str, uri: str) -> StorageError:
-        from botocore.exceptions import (ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError,
-                                         PartialCredentialsError, ResponseStreamingError)
+        from botocore.exceptions import (
+            ClientError,
+            HTTPClientError,
+            IncompleteReadError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ResponseStreamingError,
+        )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
         if isinstance(exc, ClientError):

@@ -16,6 +16,7 @@ than the producer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import deque
@@ -132,7 +133,7 @@ def prefetch(
                 return
             uri = uri_of(item)
             if uri is not None:
-                CACHE.schedule(uri, lambda item=item, uri=uri: fetch(item, uri), pool)
+                CACHE.schedule(uri, functools.partial(fetch, item, uri), pool)
             window.append((item, uri))
 
     try:

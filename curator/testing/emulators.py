@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 #: Azurite's documented development account (public, the same in every installation)
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -67,7 +67,7 @@ class Emulator:
     def __init__(self) -> None:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
         self._logdir: str | None = None
 
     # ------------------------------------------------------------------ lifecycle

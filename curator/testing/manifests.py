@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -17,7 +19,7 @@ def write_run(out: str, prefix: str, emb: np.ndarray, model: str = "test-model",
     """A manifest of clips with embeddings, motion tags, captions and a check score."""
     extra = [("embedding", pa.list_(pa.float16())), ("embedding_model", pa.string()), ("motion_tag", pa.string()),
              ("caption", pa.string()), ("tags", pa.list_(pa.string()))]
-    rows = [{"kind": "video", "video_id": prefix, "status": "ok", "source_uri": f"s3://raw/{prefix}.mp4"}]
+    rows: list[dict[str, Any]] = [{"kind": "video", "video_id": prefix, "status": "ok", "source_uri": f"s3://raw/{prefix}.mp4"}]
     ids = []
     for i, e in enumerate(emb):
         cid = f"{prefix}-{i:05d}"

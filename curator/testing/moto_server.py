@@ -33,9 +33,8 @@ def _seed(query: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from werkzeug.serving import run_simple
-
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
 
     ap = argparse.ArgumentParser()
     ap.add_argument("-H", "--host", default="127.0.0.1")

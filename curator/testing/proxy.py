@@ -153,6 +153,7 @@ class FaultProxy(BackgroundHTTPServer):
                         except OSError:
                             pass
                         return
+                    assert fault.status is not None  # drop faults returned above
                     self.send_response(fault.status)
                     self.send_header("Content-Type", fault.content_type)
                     self.send_header("Content-Length", str(len(fault.body)))

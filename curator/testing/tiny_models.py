@@ -68,8 +68,14 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     """Save a tiny random-weight LLaVA (CLIP vision tower + Llama) with its processor,
     tokenizer and chat template, as transformers writes a hub model; returns its name."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     fast = _word_tokenizer(["<unk>", "<pad>", "<s>", "</s>", "<image>"], unk="<unk>", pad="<pad>", bos="<s>",
                            eos="</s>")
@@ -104,7 +110,8 @@ def build_text_encoder(model_dir: str, name: str = TINY_TEXT_NAME, seed: int = 0
     from transformers import T5Config, T5Model
 
     fast = _word_tokenizer(["<pad>", "</s>", "<unk>"], pad="<pad>", eos="</s>", unk="<unk>")
-    cfg = T5Config(vocab_size=len(fast), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
+    # decoder_start_token_id goes through PretrainedConfig's **kwargs, which T5Config's annotations omit
+    cfg = T5Config(vocab_size=len(fast), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,  # type: ignore[call-arg]
                    num_heads=2, pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
                    decoder_start_token_id=fast.pad_token_id)
     torch.manual_seed(seed)

@@ -165,7 +165,7 @@ def test_final_state_is_written_even_when_the_tracker_fails(tmp_path):
 # ----------------------------------------------------- a real run: local runner
 @pytest.fixture(scope="module")
 def tiny_videos(tmp_path_factory):
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
 
     d = tmp_path_factory.mktemp("tiny")
     for i in range(3):

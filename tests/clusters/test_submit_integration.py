@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -91,7 +90,7 @@ def client_env(s3):
 
 @pytest.fixture(scope="module")
 def inputs(s3, tmp_path_factory):
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
 
     d = tmp_path_factory.mktemp("videos")
     small, long = d / "small.mp4", d / "long.mp4"

@@ -84,7 +84,7 @@ def test_detector_frames_on_the_gpu_match_the_cpu(caps, media_dir):
 def test_split_on_nvdec_frames_finds_the_cpu_cuts(caps, tmp_path):
     from curator.config import PipelineConfig
     from curator.stage import RunContext
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
     from stages.split import SplitStage
 
     path = tmp_path / "cuts.mp4"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 from pathlib import Path
 
 import av
@@ -16,7 +15,7 @@ import pytest
 from curator import dedup, manifest, storage
 from curator.config import DedupConfig
 from curator.records import schema_for, to_table
-from curator.synth import make_shots_video, run_ffmpeg
+from curator.testing.synth import make_shots_video, run_ffmpeg
 
 pytestmark = pytest.mark.integration
 

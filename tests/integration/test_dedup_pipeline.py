@@ -14,7 +14,7 @@ from curator import dedup, manifest, pipeline, storage
 from curator.config import PipelineConfig
 from curator.driver import execute
 from curator.runners.local import LocalRunner
-from curator.synth import make_shots_video
+from curator.testing.synth import make_shots_video
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Each filter on the labelled clip set (curator.synth_filters, made once per session from
+"""Each filter on the labelled clip set (curator.testing.synth_filters, made once per session from
 real clips and ffmpeg sources): precision and recall of its decisions, tag directions,
 text frames, quality ladders."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from curator.config import MotionConfig, QualityConfig, TextOverlayConfig
 from curator.records import OK, REJECTED
-from curator.synth_filters import FRAMES, clip_row, ladders, motion_accuracy, text_accuracy
+from curator.testing.synth_filters import FRAMES, clip_row, ladders, motion_accuracy, text_accuracy
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ kept set from the manifest without decoding anything."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tarfile

@@ -2,7 +2,7 @@
 reason, odd-but-valid inputs become clean clips, nothing escapes the output, no temp
 file stays behind, and planted credentials appear in no output and no log line.
 
-The corpus (curator/synth_hostile.py) holds 21 inputs of 20 kinds: zero-byte, truncated
+The corpus (curator/testing/synth_hostile.py) holds 21 inputs of 20 kinds: zero-byte, truncated
 (no moov), random bytes, PNG / JPEG / text renamed .mp4, audio-only, one frame, a zero
 time scale (0 fps), a three-day duration header, a 16000x16000 and a 16384x16384 header
 on a 256x256 stream, 10-bit, 4:4:4, interlaced, rotated, variable frame rate, mkv with
@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from curator.synth import ffmpeg_exe
-from curator.synth_hostile import make_hostile_corpus
+from curator.testing.synth import ffmpeg_exe
+from curator.testing.synth_hostile import make_hostile_corpus
 
 pytestmark = pytest.mark.integration
 

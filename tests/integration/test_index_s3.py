@@ -27,8 +27,6 @@ def s3(request):
 
 @pytest.mark.integration
 def test_search_on_an_index_in_the_s3_emulator_bucket(s3, tmp_path, monkeypatch):
-    import os
-
     from curator.storage.config import StorageConfig
 
     for k, v in s3.env().items():

@@ -18,7 +18,7 @@ from curator.driver import execute
 from curator.pipeline import build
 from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
-from curator.synth import make_audio_only, make_shots_video
+from curator.testing.synth import make_audio_only, make_shots_video
 from stages.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from curator.listing import Listing
 from curator.pipeline import build
 from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
-from curator.synth import make_shots_video
+from curator.testing.synth import make_shots_video
 
 pytestmark = pytest.mark.integration
 

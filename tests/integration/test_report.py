@@ -29,7 +29,7 @@ from curator.pipeline import StageSpec, build
 from curator.records import REJECTED, Row, stop
 from curator.runners.local import LocalRunner
 from curator.stage import Stage
-from curator.synth import make_audio_only, make_shots_video
+from curator.testing.synth import make_audio_only, make_shots_video
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ import pytest
 from curator.config import PipelineConfig
 from curator.media.probe import probe
 from curator.stage import RunContext
-from curator.synth import make_shots_video
+from curator.testing.synth import make_shots_video
 from stages.split import SplitStage
 
 pytestmark = pytest.mark.integration

@@ -71,7 +71,7 @@ def test_vfr_source_gives_cfr_clip_with_all_frames(media_dir):
 
 
 def test_odd_sizes_and_444_are_normalised(tmp_path):
-    from curator.synth import run_ffmpeg
+    from curator.testing.synth import run_ffmpeg
 
     src = tmp_path / "odd444.mp4"
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=161x97:rate=25", "-frames:v", "30",

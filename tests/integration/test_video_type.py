@@ -58,7 +58,7 @@ def zero_shot(tiny):
 
 
 def test_zero_shot_classifies_every_clip_and_samples_by_weight(tiny, zero_shot):
-    from stages.video_type import load_taxonomy
+    from curator.taxonomy import load_taxonomy
 
     root, model_dir, name, inp = tiny
     keys = set(load_taxonomy(None).keys)
@@ -83,7 +83,7 @@ def test_zero_shot_classifies_every_clip_and_samples_by_weight(tiny, zero_shot):
 
 def test_train_type_head_then_classify_with_it(tiny, zero_shot, tmp_path):
     from curator.cli import main
-    from stages.video_type import load_head
+    from curator.type_head import load_head
 
     root, model_dir, name, inp = tiny
     out, rows = zero_shot

@@ -35,7 +35,7 @@ def clip_row(k: int, data: bytes) -> dict:
 
 
 def make_stage(url: str, **caption: object) -> CaptionStage:
-    over = [f"stages.caption.backend=endpoint", f"stages.caption.endpoint.url={url}",
+    over = ["stages.caption.backend=endpoint", f"stages.caption.endpoint.url={url}",
             "stages.caption.model=test-vlm", "stages.caption.endpoint.backoff_s=0.01"]
     for k, v in caption.items():
         over.append(f"stages.caption.{k}={v}")

@@ -92,7 +92,7 @@ def test_own_cluster_only_can_miss_pairs_at_borders():
 def test_one_cluster_blocks_and_panels_equal_brute_force(monkeypatch):
     # k = 1: the whole set is one cluster; small panels and an odd block size exercise
     # every edge case of the blocked loop (panel borders, partial blocks)
-    monkeypatch.setattr(dedup, "PANEL_ROWS", 700)
+    monkeypatch.setattr(dedup.pairs, "PANEL_ROWS", 700)
     x = isotropic(2000, dups=300)
     truth = brute_force(x, 0.9)
     got, stats = semantic_pairs(x, k=1, block_size=97)

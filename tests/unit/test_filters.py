@@ -282,7 +282,7 @@ def test_quality_score_rederives_from_measures_with_new_weights():
 
 # ------------------------------------------------------------------ video type (pure parts)
 def test_default_taxonomy_covers_the_requested_domains():
-    from stages.video_type import load_taxonomy
+    from curator.taxonomy import load_taxonomy
 
     tax = load_taxonomy(None)
     assert set(tax.keys) == {"city_streets", "hospitals", "zoos_animals", "museums", "amusement_parks", "interiors",
@@ -295,7 +295,7 @@ def test_default_taxonomy_covers_the_requested_domains():
 
 def test_taxonomy_errors_name_the_problem(tmp_path):
     from curator.config import ConfigError
-    from stages.video_type import load_taxonomy
+    from curator.taxonomy import load_taxonomy
 
     bad = tmp_path / "t.yaml"
     bad.write_text("types:\n  a:\n    weight: -1\n")
@@ -322,7 +322,7 @@ def test_type_sampling_is_deterministic_and_proportional():
 
 
 def test_type_head_learns_separable_embeddings():
-    from stages.video_type import head_accuracy, train_head
+    from curator.type_head import head_accuracy, train_head
 
     rng = np.random.default_rng(0)
     classes = ["nature", "driving", "sports", "gameplay"]
@@ -373,7 +373,7 @@ def test_one_bad_or_slow_clip_fails_alone():
 
 def test_motion_vectors_are_deterministic(tmp_path):
     """Frame-threaded decoding exports a varying set of motion vectors; the stage must not."""
-    from curator.synth import make_shots_video
+    from curator.testing.synth import make_shots_video
     from stages.motion import mv_steps, summarise
 
     p = tmp_path / "m.mp4"

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curator import index, manifest, storage, where
+from curator import index, storage, where
 from curator.config import IndexConfig
 from curator.testing.manifests import planted, unit, write_run
 

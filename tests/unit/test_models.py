@@ -106,8 +106,8 @@ def test_tiny_open_clip_loads_through_the_registry(model_dir):
 
 
 def test_preprocessing_matches_open_clips_own_transform(model_dir):
-    from PIL import Image
     import torch
+    from PIL import Image
 
     m = clip.load_name(tiny_models.TINY_CLIP_NAME, model_dir, device="cpu")
     rng = np.random.default_rng(1)

@@ -59,7 +59,7 @@ def test_downscale_and_even_crop():
 
 
 def test_annexb_is_muxed_without_reencoding(tmp_path):
-    from curator.synth import run_ffmpeg
+    from curator.testing.synth import run_ffmpeg
 
     raw = tmp_path / "x.h264"
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "37", "-c:v", "libx264", "-bf", "0",

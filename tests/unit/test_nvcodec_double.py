@@ -22,8 +22,8 @@ from curator.media.decode import DecodeStats, iter_frames
 from curator.media.nvcodec import api
 from curator.media.probe import probe as probe_media
 from curator.stage import RunContext
-from curator.synth import run_ffmpeg
 from curator.testing.fake_nvc import FakeNvc
+from curator.testing.synth import run_ffmpeg
 
 pytestmark = pytest.mark.unit
 

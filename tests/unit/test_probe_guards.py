@@ -1,4 +1,4 @@
-"""Header guards of the probe on crafted files (curator/synth_hostile.py)."""
+"""Header guards of the probe on crafted files (curator/testing/synth_hostile.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from curator.media.probe import Limits, ProbeError, open_options, probe
 from curator.records import Reason
-from curator.synth import run_ffmpeg
-from curator.synth_hostile import claim_duration, make_size_claim, patch_mdhd_timescale, patch_sps_size
+from curator.testing.synth import run_ffmpeg
+from curator.testing.synth_hostile import claim_duration, make_size_claim, patch_mdhd_timescale, patch_sps_size
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 
 from curator.config import PipelineConfig
 from curator.stage import RunContext
-from curator.synth_filters import W, H
+from curator.testing.synth_filters import H, W
 
 pytestmark = pytest.mark.unit
 
@@ -23,10 +23,10 @@ def make(cls, name, model_dir, *over):
 
 @pytest.fixture(scope="module")
 def clip_rows():
-    from curator.synth import make_shots_video
-
     import tempfile
     from pathlib import Path
+
+    from curator.testing.synth import make_shots_video
 
     d = Path(tempfile.mkdtemp())
     rows = []

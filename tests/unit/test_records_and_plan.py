@@ -5,8 +5,8 @@ import tarfile
 import pytest
 
 from curator.config import PipelineConfig, ShardConfig
-from curator.stage import RunContext
 from curator.records import clip_id_for, safe_name, video_id_for
+from curator.stage import RunContext
 from stages.shard import bucket_of, plan
 from stages.split import make_spans
 
@@ -118,7 +118,7 @@ def test_actor_pools_are_fitted_to_an_embedded_ray():
 def test_stage_groups(overrides, expected):
     """Neighbours that need the same kind of node share a Ray operator, one model each;
     ingest (downloads) keeps its own."""
-    from curator.pipeline import StageSpec, group_stages, STAGES
+    from curator.pipeline import STAGES, StageSpec, group_stages
 
     cfg = PipelineConfig.load(None, overrides, input="/in", output="/out")
     ctx = RunContext(cfg, "file:///in", "file:///out", "test", "h")

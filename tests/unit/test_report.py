@@ -15,7 +15,7 @@ from curator.config import ReportConfig
 from curator.records import BASE_SCHEMA, schema_for, to_table
 from curator.report import MetricStats, ReportError, Sample, render, svg_histogram, write_report
 from curator.storage import memory
-from curator.synth import make_shots_video
+from curator.testing.synth import make_shots_video
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curator.records import Reason
-from curator.synth import make_audio_only, run_ffmpeg
+from curator.testing.synth import make_audio_only, run_ffmpeg
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def make_size_claim(path: str, width: int, height: int, tmp_dir: str) -> None:
     inp = av.open(small)
     try:
         ist = inp.streams.video[0]
-        ext = bytes(ist.codec_context.extradata)  # avcC: 6 bytes, u16 SPS length, SPS, PPS count, ...
+        ext = bytes(ist.codec_context.extradata or b"")  # avcC: 6 bytes, u16 SPS length, SPS, PPS count, ...
         (sps_len,) = struct.unpack(">H", ext[6:8])
         sps = patch_sps_size(ext[8:8 + sps_len], width, height)
         out = av.open(path, "w", format="mp4")

@@ -51,7 +51,7 @@ def _source(name: str, width: int, height: int, fps: float, frames: int, seed: i
     chain = [src, f"trim=end_frame={frames}", "setpts=PTS-STARTPTS", "format=yuv420p"]
     if name in _STATIC:
         # static patterns get a slow pan so no shot is a still image
-        chain.insert(1, f"scroll=h=0.004:v=0.002")
+        chain.insert(1, "scroll=h=0.004:v=0.002")
     return ",".join(chain)
 
 

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curator.synth import run_ffmpeg
+from curator.testing.synth import run_ffmpeg
 
 W, H, FPS, FRAMES = 160, 120, 25, 60
 VERSION = 3
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ROOT / "tests" / "data" / "media"
 FONT = ROOT / "tests" / "data" / "fonts" / "allerta_medium.otf"
 SYSTEM_FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -225,9 +225,9 @@ def motion_accuracy(clips: list[Labelled], rows: dict[str, dict[str, Any]]) -> d
     moving = [c for c in clips if c.motion == "moving"]
     out["moving_kept"] = sum(rows[c.name].get("status") == "ok" for c in moving) / max(1, len(moving))
     moves = [c for c in clips if c.camera and c.camera != "static"]
-    out["tag_direction_accuracy"] = sum(
-        1 for c in moves if c.camera in (rows[c.name].get("camera_motion") or [])
-        and OPPOSITE[c.camera] not in (rows[c.name].get("camera_motion") or [])) / max(1, len(moves))
+    out["tag_direction_accuracy"] = len([
+        c for c in moves if c.camera in (rows[c.name].get("camera_motion") or [])
+        and OPPOSITE[str(c.camera)] not in (rows[c.name].get("camera_motion") or [])]) / max(1, len(moves))
     still = [c for c in clips if c.camera == "static"]
     out["static_tag_accuracy"] = sum(rows[c.name].get("camera_motion") == ["static"] for c in still) / max(1, len(still))
     return out

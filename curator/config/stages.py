@@ -1,0 +1,242 @@
+"""Per-video stages' options (ingest, split, transcode, embed, caption, staging) and ``stages`` itself."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from curator.config.base import Resources, StageConfig, _Model, _res
+from curator.config.filters import (
+    AestheticConfig,
+    DoverConfig,
+    MotionConfig,
+    QualityConfig,
+    TextOverlayConfig,
+    VideoTypeConfig,
+)
+
+VIDEO_EXTENSIONS = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp"]
+
+
+class IngestConfig(StageConfig):
+    extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS),
+                                  description="Listed objects with these suffixes are inputs (case-insensitive).")
+    max_size_gb: float = Field(20.0, gt=0, description="Larger inputs are rejected (reason 'too_large').")
+    max_duration_s: float = Field(6 * 3600.0, gt=0, description="Longer inputs are rejected ('too_long').")
+    max_pixels: int = Field(8192 * 8192, gt=0, description="Width x height above this is rejected ('too_many_pixels').")
+    max_fps: float = Field(1000.0, gt=0, description="Frame rates above this (or zero) mean a broken header ('bad_header').")
+    min_duration_s: float = Field(2.0, ge=0, description="Shorter inputs are rejected ('too_short').")
+    resources: Resources = _res(num_cpus=0.5, batch_size=1)
+
+
+class SplitConfig(StageConfig):
+    method: Literal["transnetv2", "scenedetect", "fixed"] = Field(
+        "transnetv2", description="Shot detector: TransNetV2 (default), PySceneDetect adaptive, or a fixed stride."
+    )
+    threshold: float = Field(0.4, gt=0, lt=1, description="TransNetV2 transition probability threshold.")
+    scenedetect_threshold: float = Field(3.0, gt=0, description="PySceneDetect AdaptiveDetector adaptive_threshold.")
+    stride_s: float = Field(10.0, gt=0, description="Clip length for method 'fixed'.")
+    min_clip_s: float = Field(2.0, ge=0, description="Shots shorter than this are dropped.")
+    max_clip_s: float = Field(60.0, gt=0, description="Shots longer than this are cut into pieces of at most this.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device for TransNetV2.")
+    encode_shots: bool = Field(
+        True, description="When transcoding runs on the CPU, encode the shots in the detector's decode pass "
+        "(one decode per video instead of two); false: split only detects."
+    )
+    resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=2)
+
+    @field_validator("max_clip_s")
+    @classmethod
+    def _max_ge_min(cls, v: float, info: Any) -> float:
+        mn = info.data.get("min_clip_s", 0)
+        if v < mn:
+            raise ValueError(f"max_clip_s ({v}) must be >= min_clip_s ({mn})")
+        return v
+
+
+#: the custom Ray resource that cluster configs advertise on NVENC-capable GPU nodes
+NVENC_RESOURCE = "nvenc"
+
+
+class TranscodeConfig(StageConfig):
+    encoder: Literal["auto", "cpu", "nvdec", "nvenc", "gpu"] = Field(
+        "auto", description="'nvenc' = NVDEC decode + NVENC encode (L4, L40S, RTX); 'nvdec' = NVDEC decode + "
+                            "libx264 on the CPU (A100, H100, H200: no NVENC); 'cpu' = libx264; 'auto' = the best "
+                            "the worker's GPU really does (probed once per worker); 'gpu' = old name of 'nvenc'."
+    )
+    crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor (lower = higher quality).")
+    preset: str = Field("veryfast", description="libx264 preset.")
+    threads: int = Field(
+        2, ge=1, le=16, description="libx264 threads per clip. Output bytes depend on it (not on the machine), "
+        "so a fixed number keeps shards identical across runs and nodes."
+    )
+    gpu_bitrate_mbps: float = Field(10.0, gt=0, description="NVENC target bitrate.")
+    max_short_side: int | None = Field(None, ge=16, description="Downscale clips whose short side is larger.")
+    resources: Resources = _res(num_cpus=1.0, batch_size=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_encoders_want_a_gpu(cls, data: Any) -> Any:
+        """encoder=nvenc (or gpu) places transcoding where NVENC exists: unless set
+        explicitly, the stage asks for the custom Ray resource `nvenc` (1) and one GPU.
+        Cluster configs advertise `nvenc` only on NVENC-capable GPU nodes (L4, L40S, A10G,
+        RTX; not A100/H100/H200). encoder=nvdec asks for one GPU only, so it places on any
+        GPU node, NVDEC-only ones included."""
+        if not isinstance(data, dict) or data.get("encoder") not in ("gpu", "nvenc", "nvdec"):
+            return data
+        given = data.get("resources")
+        if isinstance(given, Resources):  # an instance (assignment): keep what was set on it
+            res = given.model_dump(exclude_unset=True)
+        else:
+            res = dict(given) if isinstance(given, dict) else {"num_cpus": 1.0, "batch_size": 1}
+        if "custom" in res and not isinstance(res["custom"], dict):
+            return data  # let field validation report it
+        if data["encoder"] != "nvdec":
+            res["custom"] = {NVENC_RESOURCE: 1.0, **(res.get("custom") or {})}
+        res.setdefault("num_gpus", 1.0)
+        # on assignment pydantic keeps the other fields as returned: hand back an instance
+        return {**data, "resources": Resources(**res) if isinstance(given, Resources) else res}
+
+
+class StagingConfig(_Model):
+    keep_rejected_clips: bool = Field(
+        True, description="Also stage clips a filter rejected, so `curator refilter` can re-admit them."
+    )
+    resources: Resources = _res(num_cpus=0.25, batch_size=4)
+
+
+class EmbedConfig(StageConfig):
+    model: str = Field(
+        "perceptual",
+        description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline) or "
+                    "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) read from the model directory.",
+    )
+    num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip backend).")
+    forward_batch_size: int = Field(
+        64, ge=1, description="Frames per forward pass of the image tower (clips per call is resources.batch_size)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when the worker sees a GPU.")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Inference precision; 'auto' = fp16 autocast on CUDA, fp32 on CPU."
+    )
+    resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=2, batch_size=8)
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]):
+            raise ValueError("must be 'perceptual' or 'open_clip:<arch>/<pretrained>'")
+        return v
+
+
+class CaptionEndpointConfig(_Model):
+    url: str | None = Field(
+        None, description="OpenAI-compatible base URL (http://host:8000/v1) or full .../chat/completions URL."
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable that holds the API key (sent as a Bearer token; "
+                          "never logged). None: no Authorization header."
+    )
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight per caption worker.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request socket timeout in seconds.")
+    retries: int = Field(3, ge=0, description="Retries after the first attempt on 5xx, 408/429, timeouts, "
+                                              "connection errors and malformed JSON.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry (capped at 30 s), "
+                                                    "with jitter; a Retry-After header is honoured.")
+    rate_limit_rps: float | None = Field(
+        None, gt=0, description="Requests per second per caption worker (None: unlimited)."
+    )
+    image_format: Literal["jpeg", "png"] = Field("jpeg", description="Encoding of the frames in the data URLs.")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of the frames sent.")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra JSON fields merged into every request body."
+    )
+
+
+class CaptionVllmConfig(_Model):
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    max_model_len: int | None = Field(None, ge=256, description="Context length (None: the model's).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine.")
+    dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16').")
+    quantization: str | None = Field(None, description="vLLM quantization, e.g. 'fp8' (None: as stored).")
+
+
+DEFAULT_CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail"
+
+
+class CaptionConfig(StageConfig):
+    backend: Literal["transformers", "vllm", "endpoint"] = Field(
+        "transformers", description="'transformers' (generate on CPU or GPU; small VLMs), 'vllm' (offline engine, "
+                                    "GPU, batched) or 'endpoint' (an OpenAI-compatible chat-completions server).",
+    )
+    model: str = Field(
+        "hf:HuggingFaceTB/SmolVLM-256M-Instruct",
+        description="transformers / vllm: a model-directory name 'hf:<org>/<name>' (see `curator models list`); "
+                    "endpoint: the model name sent to the server.",
+    )
+    prompt: str = Field(DEFAULT_CAPTION_PROMPT, description="The instruction sent with the frames.")
+    prompt_version: str | None = Field(
+        None, description="Stored per clip as caption_prompt_version; None: 'sha-' + the prompt's hash."
+    )
+    num_frames: int = Field(8, ge=1, le=64, description="Uniformly spaced frames per clip (first and last included).")
+    frame_size: list[int] | None = Field(
+        None, description="Exact [width, height] of the frames given to the model; None: keep the aspect ratio "
+                          "with the long side at max_side.",
+    )
+    max_side: int = Field(448, ge=16, description="Long side of the frames when frame_size is None (never upscaled).")
+    max_tokens: int = Field(512, ge=1, description="Maximum new tokens per caption.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    batch_size: int = Field(8, ge=1, description="Clips per generate call (transformers, vllm).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="transformers backend device.")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="transformers backend dtype; 'auto' = bf16 on CUDA, fp32 on CPU."
+    )
+    on_error: Literal["keep", "error"] = Field(
+        "keep", description="A clip whose caption failed after retries: 'keep' it (caption null, reason in "
+                            "caption_error) or mark it status 'error' (reason caption_failed; not sharded).",
+    )
+    text_encoder: str | None = Field(
+        None, description="Optional: 'hf:<org>/<name>' text encoder (e.g. a T5) in the model directory; captions "
+                          "are then also stored as caption_embedding (mean-pooled, unit norm, float16).",
+    )
+    text_encoder_max_tokens: int = Field(512, ge=8, description="Caption tokens the text encoder reads.")
+    endpoint: CaptionEndpointConfig = Field(default_factory=CaptionEndpointConfig)
+    vllm: CaptionVllmConfig = Field(default_factory=CaptionVllmConfig)
+    resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=1, batch_size=8)
+
+    @field_validator("frame_size")
+    @classmethod
+    def _frame_size(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 2 or min(v) < 16):
+            raise ValueError("frame_size must be [width, height], each >= 16")
+        return v
+
+    def resolved_prompt_version(self) -> str:
+        if self.prompt_version:
+            return self.prompt_version
+        return "sha-" + hashlib.sha256(self.prompt.encode()).hexdigest()[:10]
+#: the default middle of the pipeline: filters cheapest first (see benchmarks/filters_bench.py)
+DEFAULT_ORDER = ["motion", "quality", "text_overlay", "embed", "video_type", "aesthetic", "dover", "caption"]
+
+
+class StagesConfig(_Model):
+    order: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ORDER),
+        description="Stages between transcode and staging, in run order (filters cheapest first, then "
+                    "embed, video type, caption). A stage listed here still needs enabled: true.",
+    )
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    transcode: TranscodeConfig = Field(default_factory=TranscodeConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    aesthetic: AestheticConfig = Field(default_factory=AestheticConfig)
+    dover: DoverConfig = Field(default_factory=DoverConfig)
+    text_overlay: TextOverlayConfig = Field(default_factory=TextOverlayConfig)
+    video_type: VideoTypeConfig = Field(default_factory=VideoTypeConfig)
+    staging: StagingConfig = Field(default_factory=StagingConfig)
