@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import av
 
-from .decode import DecodeStats, FrameGraph, Source, iter_frames, _open
+from .decode import DecodeStats, FrameGraph, Source, _open, iter_frames
+from .frames import even
 
 
 @dataclass
@@ -45,7 +46,7 @@ def output_size(width: int, height: int, max_short_side: int | None) -> tuple[in
     if max_short_side and min(width, height) > max_short_side:
         scale = max_short_side / min(width, height)
         width, height = round(width * scale), round(height * scale)
-    return max(2, width - width % 2), max(2, height - height % 2)
+    return even(width, how="down"), even(height, how="down")
 
 
 _HEAP_PERTURBED = False
