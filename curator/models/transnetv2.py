@@ -5,11 +5,12 @@ process; :func:`load` undoes that so other stages in the same worker are unaffec
 Inference here is streaming (windows of 100 frames, stride 50, as in the reference
 implementation) so memory does not grow with video length.
 
-On a CPU the model is the costly part of a run: about 45 frames per CPU-second in float32
-(each frame is seen by two windows; the 3-D convolutions are compute-bound). On CPUs with
-native bfloat16 (AVX512_BF16 or AMX) the CPU path runs the convolutions in bfloat16, about
-2x faster, after checking on a probe window that it agrees with float32 (see
-:func:`cpu_backend`); `CURATOR_TRANSNETV2_BACKEND=torch` forces float32. Figures:
+On a CPU the model is the costly part of a run: about 48 frames per CPU-second in float32
+(each frame is seen by two windows; the 3-D convolutions are compute-bound). The CPU path
+picks the fastest backend that agrees with float32 on a probe window (see
+:func:`cpu_backend`): torch.compile with frozen weights, in bfloat16 where the CPU has it
+natively (AVX512_BF16 or AMX), about 115 frames per CPU-second; `CURATOR_TRANSNETV2_BACKEND=torch`
+forces float32. Figures:
 benchmarks/transnetv2_bench.py. Use a GPU, or `stages.split.method=scenedetect` on CPU-only
 machines when throughput matters more than accuracy (see docs/architecture.md).
 """
@@ -153,7 +154,8 @@ def small_frames(source: Any, *, stats: Any = None, threads: bool = False) -> It
     interpolation="AREA")`` per frame, but one swscale context serves the whole stream
     instead of one per frame, and the decoder runs on the calling thread by default (frame
     threading costs more CPU per frame; an actor pool already keeps every core busy).
-    Measured on a 720p H.264 clip: about 1.15x less CPU per frame (benchmarks/transnetv2_bench.py).
+    Measured: 682 against 451 frames per CPU-second on a 720p H.264 clip, 1,798 against 748 on
+    bikes.mp4 (benchmarks/transnetv2_bench.py).
     `stats` is a curator.media.decode.DecodeStats; its `times` is not filled here.
     """
     from av.video.reformatter import Interpolation, VideoReformatter
@@ -226,7 +228,8 @@ def cpu_backend(model, backend: str | None = None) -> str:
 
     `backend` (else $CURATOR_TRANSNETV2_BACKEND, else "auto") names one. "auto" tries
     "compile", then "bf16" where the CPU has native bfloat16, then float32 "torch" (measured
-    on one core: about 119, 93 and 45 frames per CPU-second). A backend other than "torch" is
+    on one core: about 115, 91 and 48 frames per CPU-second; compiling costs ~10-25
+    CPU-seconds once per model). A backend other than "torch" is
     used only after it agrees with float32 on :func:`probe_window` within PROBE_TOLERANCE;
     one that fails to build, to run or to agree is skipped with a logged warning, down to
     "torch".
