@@ -87,9 +87,10 @@ class SplitStage(Stage):
 
             self.model = transnetv2.load(self.config.device)
             if str(self.model.device).startswith("cpu"):
-                log.warning("split: TransNetV2 is running on CPU (the slowest stage of a CPU run); on "
-                            "CPU-only machines stages.split.method=scenedetect is several times faster "
-                            "(benchmarks/pipeline_bench.py)")
+                backend = transnetv2.cpu_backend(self.model)  # choose (and check) it now, not on a video
+                log.warning("split: TransNetV2 is running on CPU (%s backend; the slowest stage of a CPU run); "
+                            "on CPU-only machines stages.split.method=scenedetect is faster, with less accurate "
+                            "cuts (benchmarks/pipeline_bench.py)", backend)
         self.encode_here = self.config.encode_shots and cpu_transcoding(self.ctx)
         # TransNetV2 on a GPU reads NVDEC frames resized there, when NVDEC works here
         self.gpu_frames = False

@@ -5,15 +5,22 @@ process; :func:`load` undoes that so other stages in the same worker are unaffec
 Inference here is streaming (windows of 100 frames, stride 50, as in the reference
 implementation) so memory does not grow with video length.
 
-On a CPU the model is the costly part of a run: about 50 frames/s per core (each frame is
-seen by two windows), against ~1,400 frames/s for decoding to its 48×27 input. Use it on a
-GPU, or `stages.split.method=scenedetect` on CPU-only machines (see docs/architecture.md).
+On a CPU the model is the costly part of a run: about 48 frames per CPU-second in float32
+(each frame is seen by two windows; the 3-D convolutions are compute-bound). The CPU path
+runs in bfloat16 where the CPU has it natively (AVX512_BF16 or AMX) once that agrees with
+float32 on a probe window (see :func:`cpu_backend`): about 91 frames per CPU-second;
+`CURATOR_TRANSNETV2_BACKEND=compile` adds torch.compile with frozen weights (about 115, after
+a one-time compile of 20-60 s per model), `=torch` forces float32. Figures:
+benchmarks/transnetv2_bench.py. Use a GPU, or `stages.split.method=scenedetect` on CPU-only
+machines when throughput matters more than accuracy (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -21,6 +28,16 @@ WINDOW = 100
 STEP = 50
 PAD = 25
 SIZE = (48, 27)  # width, height
+
+log = logging.getLogger(__name__)
+
+#: CPU backend: "auto" (default: bf16 where native and it passes the probe check), "torch"
+#: (float32, the reference), "bf16" (bfloat16 autocast) or "compile" (torch.compile with
+#: weight freezing, bfloat16 where native; needs a C++ compiler at run time).
+BACKEND_ENV = "CURATOR_TRANSNETV2_BACKEND"
+BACKENDS = ("torch", "bf16", "compile")
+#: Largest |p_backend - p_float32| allowed on the probe window (probabilities in [0, 1]).
+PROBE_TOLERANCE = 0.01
 
 
 def load(device: str = "auto"):  # -> TransNetV2
@@ -63,15 +80,18 @@ def run_windows(model, windows: list[Any]) -> list[np.ndarray]:
         x = torch.stack(windows)
     else:
         x = torch.from_numpy(np.stack(windows))
+    x = x.to(model.device)
     with torch.inference_mode():
-        single, _ = model.predict_raw(x.to(model.device))
+        if str(model.device).startswith("cpu"):
+            single = _cpu_runner(model)(x)  # the backend cpu_backend() chose for this model
+        else:
+            single, _ = model.predict_raw(x)
     return list(single[:, PAD:PAD + STEP, 0].float().cpu().numpy())
 
 
 def default_batch_windows(model) -> int:
-    """8 windows per call on a GPU; 1 on a CPU, where larger batches were slower (measured
-    on 2 cores: 46 frames/s per thread with 1, 35 with 4, 31 with 8 — the 3-D convolutions
-    fall out of cache)."""
+    """8 windows per call on a GPU; 1 on a CPU, where larger batches were slower in every
+    backend (measured on 2 cores; the 3-D convolutions fall out of cache)."""
     return 1 if str(model.device).startswith("cpu") else 8
 
 
@@ -167,3 +187,139 @@ def frames_for_model(frames: Iterable) -> Iterator[np.ndarray]:
     """PyAV frames -> uint8 [27, 48, 3] RGB arrays."""
     for f in frames:
         yield f.to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1], interpolation="AREA")
+
+
+def small_frames(source: Any, *, stats: Any = None, threads: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decode `source` straight to the model's input: (index, time_s, uint8 [27, 48, 3] RGB).
+
+    The same pixels as ``frame.to_ndarray(format="rgb24", width=48, height=27,
+    interpolation="AREA")`` per frame, but one swscale context serves the whole stream
+    instead of one per frame, and the decoder runs on the calling thread by default (frame
+    threading costs more CPU per frame; an actor pool already keeps every core busy).
+    Measured: 682 against 451 frames per CPU-second on a 720p H.264 clip, 1,798 against 748 on
+    bikes.mp4 (benchmarks/transnetv2_bench.py).
+    `stats` is a curator.media.decode.DecodeStats; its `times` is not filled here.
+    """
+    from av.video.reformatter import Interpolation, VideoReformatter
+
+    from curator.media.decode import iter_frames
+
+    reformatter = VideoReformatter()
+    for idx, t, frame in iter_frames(source, stats=stats, threads=threads):
+        small = reformatter.reformat(frame, format="rgb24", width=SIZE[0], height=SIZE[1],
+                                     interpolation=Interpolation.AREA)
+        yield idx, t, small.to_ndarray()
+
+
+# ------------------------------------------------------------------------------ CPU backends
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX); elsewhere bfloat16
+    is emulated and slower than float32."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, name, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # noqa: BLE001 - a probe, not a requirement
+            pass
+    return False
+
+
+def _make_runner(model, backend: str) -> Callable[[Any], Any]:
+    """A function uint8 [B, 100, 27, 48, 3] tensor -> single-frame probabilities [B, 100, 1]."""
+    import torch
+
+    if backend == "torch":
+        return lambda x: model.predict_raw(x)[0]
+    if backend == "bf16":
+        def run_bf16(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model.predict_raw(x)[0].float()
+        return run_bf16
+    if backend == "compile":
+        import torch._inductor.config as inductor_config
+
+        compiled = torch.compile(model.predict_raw, dynamic=False)
+        use_bf16 = native_bf16()
+
+        def run_compiled(x):
+            # freezing (constant weights, pre-packed for oneDNN, batch norm folded) only while
+            # compiling; the patch keeps the process-wide inductor config untouched
+            with inductor_config.patch(freezing=True), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                return compiled(x)[0].float()
+        return run_compiled
+    raise ValueError(f"unknown TransNetV2 CPU backend {backend!r}; one of {BACKENDS} or 'auto'")
+
+
+def probe_window() -> np.ndarray:
+    """A deterministic window [1, 100, 27, 48, 3] with a hard cut at frame 50 and a slow
+    pan before it: what the check compares a backend on."""
+    rng = np.random.default_rng(15)
+    a = rng.integers(0, 256, (27, 96, 3)).astype(np.float32)
+    b = rng.integers(0, 256, (27, 48, 3)).astype(np.float32)
+    frames = [a[:, i // 5:i // 5 + 48] for i in range(50)] + [b * (0.8 + 0.004 * i) for i in range(50)]
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)[None]
+
+
+def cpu_backend(model, backend: str | None = None) -> str:
+    """The CPU backend `predict` uses for `model` (chosen once per model, then cached).
+
+    `backend` (else $CURATOR_TRANSNETV2_BACKEND, else "auto") names one. "auto" tries "bf16"
+    where the CPU has native bfloat16, then float32 "torch"; "compile" is opt-in (measured on
+    one core: compile 115, bf16 91, torch 48 frames per CPU-second; compiling costs 20-60
+    CPU-seconds once per model, more than it saves on a run of a few minutes of video). A backend other than "torch" is
+    used only after it agrees with float32 on :func:`probe_window` within PROBE_TOLERANCE;
+    one that fails to build, to run or to agree is skipped with a logged warning, down to
+    "torch".
+    """
+    want = _requested(backend)
+    _cpu_runner(model, want)
+    return model._curator_cpu_runners[want][1]
+
+
+def _requested(backend: str | None) -> str:
+    want = (backend or os.environ.get(BACKEND_ENV, "").strip() or "auto").lower()
+    if want != "auto" and want not in BACKENDS:
+        raise ValueError(f"TransNetV2 CPU backend {want!r} (from the argument or ${BACKEND_ENV}): "
+                         f"one of {BACKENDS} or 'auto'")
+    return want
+
+
+def _cpu_runner(model, backend: str | None = None) -> Callable[[Any], Any]:
+    import torch
+
+    want = _requested(backend)
+    cache = model.__dict__.setdefault("_curator_cpu_runners", {})  # request -> (runner, backend)
+    if want in cache:
+        return cache[want][0]
+    if want == "auto":  # compile is opt-in: its one-time cost (20-60 s) outweighs its gain on short runs
+        order = ["bf16", "torch"] if native_bf16() else ["torch"]
+    else:
+        order = [want] if want == "torch" else [want, "torch"]
+    reference = _make_runner(model, "torch")
+    runner, chosen, ref = reference, "torch", None
+    for name in order:
+        if name == "torch":
+            break
+        try:
+            candidate = _make_runner(model, name)
+            x = torch.from_numpy(probe_window())
+            with torch.inference_mode():
+                if ref is None:
+                    ref = reference(x).float()
+                got = candidate(x).float()
+            diff = float((got - ref).abs().max())
+            if not diff <= PROBE_TOLERANCE:
+                raise RuntimeError(f"probe window differs from float32 by {diff:.4f} (> {PROBE_TOLERANCE})")
+        except Exception as exc:  # noqa: BLE001 - any failure means the next backend
+            log.warning("TransNetV2 CPU backend %r unavailable, trying the next one: %s", name, exc)
+            continue
+        runner, chosen = candidate, name
+        log.info("TransNetV2 CPU backend: %s (probe max |diff| vs float32: %.2g)", name, diff)
+        break
+    cache[want] = (runner, chosen)
+    return runner
