@@ -1,5 +1,6 @@
 # Two commands a fresh machine needs:
-#   make demo   install, then curate the bundled sample videos into out/demo (embedded Ray)
+#   make demo   install what a run needs (no test tooling), then curate the bundled sample
+#               videos into out/demo (embedded Ray)
 #   make test   install everything (Python packages, ffmpeg via imageio-ffmpeg, Azurite via npm,
 #               headless Chromium from the distribution packages) and run the whole test suite
 PYTHON ?= python3
@@ -9,16 +10,25 @@ PYTEST_ARGS ?=
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install chromium demo test test-fast bench bench-gpu clean
+.PHONY: install install-run chromium demo test test-fast bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# What `curator run` needs: the package and its dependencies (ffmpeg comes with imageio-ffmpeg).
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	@if [ ! -f $(VENV)/.installed ] || [ pyproject.toml -nt $(VENV)/.installed ]; then \
+	  $(BIN)/python -m pip install -e .; fi
+	@touch $@
+
+# Everything the tests need too: dev extras (emulators, ruff, mypy) and Azurite from npm.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
 	@if [ -f package.json ]; then npm install --no-audit --no-fund --loglevel=error; fi
-	@touch $@
+	@touch $@ $(VENV)/.installed-run
+
+install-run: $(VENV)/.installed-run
 
 install: $(VENV)/.installed chromium
 
@@ -32,7 +42,7 @@ chromium:
 	    || echo "warning: chromium not installed; tests/integration/test_report.py will skip its browser check"; \
 	fi
 
-demo: install
+demo: install-run
 	$(BIN)/curator run --input samples/ --output out/demo --force
 
 test: install
