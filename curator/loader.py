@@ -405,6 +405,7 @@ class ShardDataset(IterableDataset):
                 raise ValueError(f"the loader position was saved with {self.num_workers} workers per rank; "
                                  f"resume with the same number (not {workers})")
             self.num_workers = workers
+        # a DataLoader worker process: the process-level default is how its backends get the options
         storage.configure(self.storage_config)
         epoch = self.epoch
         order, starts = self._epoch_layout(epoch)

@@ -9,22 +9,24 @@ predecessor finished that it had not finished yet). Memory: aggregates only.
 
 from __future__ import annotations
 
-import io
-import json
 from collections import Counter, defaultdict
 from typing import Any
 
-import pyarrow.parquet as pq
+from curator import storage
+from curator.rundir import METRICS as METRICS_NAME
+from curator.rundir import ManifestFile, RunDir
 
-from curator import manifest, storage
-
-METRICS_NAME = "metrics.json"
+__all__ = ["BUCKETS", "METRICS_NAME", "compute", "read", "write"]
 BUCKETS = 40
 
 
-def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None) -> dict:
-    data = storage.read_bytes(manifest.manifest_uri(output_uri))
-    pf = pq.ParquetFile(io.BytesIO(data))
+def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None,
+            mf: ManifestFile | None = None) -> dict:
+    """metrics.json's document from the run's manifest (`mf`: an already open one)."""
+    if mf is None:
+        with RunDir.of(output_uri).open_manifest("metrics") as mf:
+            return compute(output_uri, stage_order, wall_s, extra, mf)
+    pf = mf.parquet
     cols = ["kind", "status", "stage", "reason", "timings", "finished_at"]
     items: Counter[str] = Counter()
     busy: defaultdict[str, float] = defaultdict(float)
@@ -93,10 +95,13 @@ def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[
 
 
 def write(output_uri: str, doc: dict) -> str:
-    uri = storage.join(output_uri, METRICS_NAME)
-    storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
-    return uri
+    rundir = RunDir.of(output_uri)
+    rundir.write_metrics(doc)
+    return rundir.metrics
 
 
 def read(output_uri: str) -> dict:
-    return json.loads(storage.read_bytes(storage.join(output_uri, METRICS_NAME)))
+    doc = RunDir.of(output_uri).read_metrics()
+    if doc is None:
+        raise storage.NotFound(RunDir.of(output_uri).metrics)
+    return doc

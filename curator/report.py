@@ -39,15 +39,16 @@ from typing import Any, Callable, Iterator
 
 import pyarrow.parquet as pq
 
-from curator import manifest, storage
+from curator import storage
 from curator.config import ReportConfig
 from curator.pipeline import PipelineError
 from curator.records import OK, REJECTED, Reason, Row
+from curator.rundir import MANIFEST, REPORT, SHARD_INDEX, SHARDS, RunDir
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
-INDEX_NAME = "shards/index.json"
+REPORT_NAME = REPORT
+INDEX_NAME = f"{SHARDS}/{SHARD_INDEX}"
 
 #: reasons whose input cannot have a frame: never decoded for a thumbnail
 NO_FRAME_REASONS = {
@@ -809,23 +810,19 @@ def _yaml(uri: str) -> dict[str, Any] | None:
 def render(run_uri: str, cfg: ReportConfig | None = None, *, max_pixels: int = 8192 * 8192) -> str:
     """The report of the run at `run_uri`, as HTML text."""
     cfg = cfg or ReportConfig()
-    run_uri = storage.normalize(run_uri)
-    muri = manifest.manifest_uri(run_uri)
-    if not storage.exists(muri):
-        raise ReportError(f"{storage.display(run_uri)} is not a finished run: no {manifest.MANIFEST_NAME}")
-    with storage.local_copy(muri) as path:
-        pf = pq.ParquetFile(path)
-        try:
-            scan = scan_manifest(pf, cfg)
-        finally:
-            pf.close()
+    rundir = RunDir.of(run_uri)
+    run_uri = rundir.uri
+    if not rundir.has_manifest():
+        raise ReportError(f"{storage.display(run_uri)} is not a finished run: no {MANIFEST}")
+    with rundir.open_manifest("report") as mf:
+        scan = scan_manifest(mf.parquet, cfg)
     return Renderer(
         run_uri, scan, cfg, Thumbnailer(cfg, max_pixels),
-        metrics=_json(storage.join(run_uri, "metrics.json")),
-        summary=_json(storage.join(run_uri, "summary.json")),
-        run_doc=_yaml(storage.join(run_uri, "config.yaml")),
-        index=_json(storage.join(run_uri, INDEX_NAME)),
-        dedup_doc=_json(storage.join(run_uri, "dedup.json")),
+        metrics=_json(rundir.metrics),
+        summary=_json(rundir.summary),
+        run_doc=_yaml(rundir.config),
+        index=_json(rundir.shard_index),
+        dedup_doc=_json(rundir.dedup_report),
     ).page()
 
 
@@ -833,7 +830,7 @@ def write_report(run_uri: str, output: str | None = None, cfg: ReportConfig | No
                  max_pixels: int = 8192 * 8192) -> str:
     """Write the report (default `<run>/report.html`) through curator.storage; returns its URI."""
     text = render(run_uri, cfg, max_pixels=max_pixels)
-    out = storage.normalize(output) if output else storage.join(storage.normalize(run_uri), REPORT_NAME)
+    out = storage.normalize(output) if output else RunDir.of(run_uri).report
     storage.write_bytes(out, text.encode("utf-8"))
     return out
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-PROGRESS_NAME = "progress.json"
+PROGRESS_NAME = "progress.json"  # = curator.rundir.PROGRESS
 
 #: run states written to progress.json
 RUNNING, SUCCEEDED, FAILED, STOPPED = "running", "succeeded", "failed", "stopped"
@@ -114,9 +114,9 @@ class StatusWriter:
 
     @property
     def uri(self) -> str:
-        from curator import storage
+        from curator.rundir import RunDir
 
-        return storage.join(self.output_uri, PROGRESS_NAME)
+        return RunDir(self.output_uri).progress
 
     def start(self) -> "StatusWriter":
         self.write(RUNNING)
@@ -166,9 +166,10 @@ class StatusWriter:
 def read(output_uri: str) -> dict[str, Any] | None:
     """The progress document of a run, or None when there is none (yet)."""
     from curator import storage
+    from curator.rundir import RunDir
 
     try:
-        return json.loads(storage.read_bytes(storage.join(output_uri, PROGRESS_NAME)))
+        return json.loads(storage.read_bytes(RunDir(output_uri).progress))
     except storage.NotFound:
         return None
 

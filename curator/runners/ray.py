@@ -28,6 +28,7 @@ from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageSpec
 from curator.records import Row, to_table
+from curator.runners.base import Runner
 from curator.stage import RunContext, Stage
 from curator.storage.config import StorageConfig
 from curator.tracking import StageTracker, where
@@ -145,7 +146,8 @@ def _watchdog(stage: Stage, rows: int) -> Watchdog:
 
 
 def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
-    # a worker process: the run's storage settings (endpoints) are not there unless passed
+    # a worker process: the run's storage settings (endpoints) are not there unless passed;
+    # the process-level default is the only way the storage backends there get them
     storage.configure(storage_cfg)
     return read_part(item["uri"])
 
@@ -174,7 +176,10 @@ def fit_actor_cpus(stages: list[Stage], cluster_cpus: float, embedded: bool) -> 
 
 
 # ----------------------------------------------------------------------- runner
-class RayRunner:
+class RayRunner(Runner):
+    name = "ray"
+    distributed = True
+
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self._actor_cpu_scale = 1.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import threading
 from typing import BinaryIO, Iterator, Sequence
 
@@ -29,6 +30,7 @@ from .base import (
 from .base import local_copy as _local_copy
 from .config import StorageConfig
 from .transfer import CACHE as _PREFETCHED
+from . import transfer as _transfer
 from .transfer import BackgroundUploader, prefetch
 from .uri import display, join, local_path, relative, split
 from .uri import normalize as _normalize
@@ -189,3 +191,6 @@ def local_copy(uri: str) -> contextlib.AbstractContextManager[str]:
     """`with local_copy(uri) as path:` a local file for decoders (a temp copy if remote)."""
     uri = normalize(uri)
     return _local_copy(store_for(uri), uri, local_path(uri))
+
+
+_transfer.bind(sys.modules[__name__])

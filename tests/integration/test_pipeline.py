@@ -19,7 +19,7 @@ from curator.pipeline import build
 from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
 from curator.synth import make_audio_only, make_shots_video
-from stages.shard import JSON_EXCLUDE
+from curator.phases.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration
 
