@@ -32,12 +32,12 @@ import hashlib
 import json
 import logging
 import math
-import operator
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from curator.config import ShardConfig, SplitRules, parse_condition
+from curator import where
+from curator.config import ShardConfig, SplitRules
 from curator.media import windows as win
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,6 @@ def tokenizer_bucket(width: int, height: int, frames: int) -> str:
 
 
 # --------------------------------------------------------------------------- selection
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
-}
-
-
 def _column_value(row: dict[str, Any], column: str) -> Any:
     if column.startswith("checks."):
         metric = column[len("checks."):]
@@ -101,15 +96,6 @@ def _column_value(row: dict[str, Any], column: str) -> Any:
                 return c.get("value")
         return None
     return row.get(column)
-
-
-def _compare(value: Any, op: str, target: Any) -> bool:
-    if value is None:
-        return False
-    try:
-        return bool(_OPS[op](value, target))
-    except TypeError:
-        return False
 
 
 class Selection:
@@ -121,7 +107,7 @@ class Selection:
 
     def __init__(self, splits: dict[str, SplitRules], columns: Iterable[str] | None = None):
         self.splits = splits
-        self.conditions = {name: [(w, *parse_condition(w)) for w in rules.where] for name, rules in splits.items()}
+        self.conditions = {name: [(w, where.parse_rule(w)) for w in rules.where] for name, rules in splits.items()}
         if columns is not None:
             self.validate(set(columns))
         self.admitted: dict[str, int] = Counter()
@@ -153,8 +139,8 @@ class Selection:
         return out
 
     def _refusal(self, name: str, rules: SplitRules, row: dict[str, Any], bucket: str) -> str | None:
-        for text, column, op, target in self.conditions[name]:
-            if not _compare(_column_value(row, column), op, target):
+        for text, tree in self.conditions[name]:
+            if not where.matches(tree, row, lambda column: _column_value(row, column)):
                 return f"where: {text}"
         kind = str(row.get(rules.type_column))
         if kind in rules.type_max_count and self.by_type[name][kind] + 1 > rules.type_max_count[kind]:
