@@ -26,9 +26,11 @@ import threading
 import time
 from typing import Any, Callable
 
+from curator.rundir import PROGRESS
+
 log = logging.getLogger(__name__)
 
-PROGRESS_NAME = "progress.json"  # = curator.rundir.PROGRESS
+PROGRESS_NAME = PROGRESS
 
 #: run states written to progress.json
 RUNNING, SUCCEEDED, FAILED, STOPPED = "running", "succeeded", "failed", "stopped"

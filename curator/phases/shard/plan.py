@@ -39,6 +39,7 @@ from typing import Any, Iterable, Iterator
 from curator import where
 from curator.config import ShardConfig, SplitRules
 from curator.media import windows as win
+from curator.rundir import SHARD_CARD, SHARD_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
 
 PROFILES = ("wfm", "tokenizer")
-INDEX_NAME = "index.json"
-CARD_NAME = "README.md"
+INDEX_NAME = SHARD_INDEX  # shards/<split>/<profile>/index.json and shards/index.json
+CARD_NAME = SHARD_CARD
 FORMAT = "curator-shards/1"
 
 
