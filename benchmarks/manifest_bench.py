@@ -10,7 +10,7 @@ topic structure and 5 % planted near-duplicates, 1 % exact duplicates (same
 `clip_sha256`), uniform quality scores. Every clip row's `clip_uri` is one tiny real mp4
 (64x64, 2 s) staged in the run folder, so shards hold real video.
 
-Phases, each in a child process whose own peak RSS (`ru_maxrss`) is reported, through the
+Phases, each in a child process whose own peak RSS (VmHWM) is reported, through the
 same entry points as the CLI (`curator.phases.<name>.run` over a RunDir, local runner):
 
 - dedup:   exact + semantic dedup, decisions written back into the manifest;
@@ -176,8 +176,11 @@ def child(phase: str, out_dir: str) -> None:
             detail = {"html_bytes": os.path.getsize(uri.removeprefix("file://"))}
     wall = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork on Linux)
+    with open("/proc/self/status") as fh:
+        hwm_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
     print(json.dumps({"phase": phase, "wall_s": round(wall, 1), "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
-                      "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "baseline_rss_mb": round(base_mb, 1), "manifest_opens": len(opens), **detail}))
+                      "peak_rss_mb": round(hwm_kb / 1024, 1), "baseline_rss_mb": round(base_mb, 1), "manifest_opens": len(opens), **detail}))
 
 
 def main() -> None:

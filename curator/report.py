@@ -798,13 +798,9 @@ def _json(uri: str) -> dict[str, Any] | None:
         return None
 
 
-def _yaml(uri: str) -> dict[str, Any] | None:
-    import yaml
-
-    try:
-        return yaml.safe_load(storage.read_bytes(uri)) or {}
-    except storage.NotFound:
-        return None
+def _run_doc(rundir: RunDir) -> dict[str, Any] | None:
+    got = rundir.read_config()
+    return None if got is None else {**got[0], "_run": got[1]}
 
 
 def render(run_uri: str, cfg: ReportConfig | None = None, *, max_pixels: int = 8192 * 8192) -> str:
@@ -820,7 +816,7 @@ def render(run_uri: str, cfg: ReportConfig | None = None, *, max_pixels: int = 8
         run_uri, scan, cfg, Thumbnailer(cfg, max_pixels),
         metrics=_json(rundir.metrics),
         summary=_json(rundir.summary),
-        run_doc=_yaml(rundir.config),
+        run_doc=_run_doc(rundir),
         index=_json(rundir.shard_index),
         dedup_doc=_json(rundir.dedup_report),
     ).page()
