@@ -128,18 +128,30 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rundir(args: argparse.Namespace, cfg: PipelineConfig) -> Any:
+    """The run folder named on the command line, with this config's storage options (made
+    the process's: the CLI is one run's driver)."""
+    from curator.rundir import RunDir
+
+    return RunDir.activated(args.run, cfg.storage)
+
+
+def _local_runner(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig:
+    """Run-level commands run in this process unless --runner asks for Ray."""
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
+
+
 def cmd_shard(args: argparse.Namespace) -> int:
-    from curator import storage
-    from curator.driver import shard
+    from curator.phases import PhaseState
+    from curator.phases import shard as shard_phase
     from curator.runners import make_runner
 
     cfg = _load(args, output=args.run)
-    storage.configure(cfg.storage)
+    _rundir(args, cfg)
     if not args.config:  # the run's own config.yaml is the base; --set overrides it
         cfg = _run_config(args, cfg) or cfg
-        storage.configure(cfg.storage)
-    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
-    results = shard(storage.normalize(args.run), cfg, make_runner(cfg).map)
+    cfg = _local_runner(args, cfg)
+    results = shard_phase.run(PhaseState(_rundir(args, cfg), cfg, make_runner(cfg)))
     counts = ", ".join(f"{split}/{profile} {sum(r['samples'] for r in results if r['split'] == split and r['profile'] == profile)}"
                        for split in cfg.shard.splits for profile in cfg.shard.profile)
     print(f"{len(results)} shards, {sum(r['samples'] for r in results)} samples ({counts})")
@@ -148,16 +160,16 @@ def cmd_shard(args: argparse.Namespace) -> int:
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from curator import dedup, storage
+    from curator.phases import PhaseError, PhaseState
+    from curator.phases import dedup as dedup_phase
     from curator.runners import make_runner
 
-    cfg = _load(args, output=args.run)
-    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
+    cfg = _local_runner(args, _load(args, output=args.run))
     _setup_logging(cfg.run.log_level)
-    storage.configure(cfg.storage)
     try:
-        res = dedup.run_phase(storage.normalize(args.run), cfg, make_runner(cfg))
-    except dedup.DedupError as exc:
-        print(f"curator: {exc}", file=sys.stderr)
+        res = dedup_phase.run(PhaseState(_rundir(args, cfg), cfg, make_runner(cfg)), always=True)
+    except PhaseError as exc:
+        print(f"curator: {str(exc).removeprefix('dedup: ')}", file=sys.stderr)
         return 1
     print(dedup.format_stats(res.stats))
     print(f"report:           {storage.display(res.report_uri)}")
@@ -166,13 +178,14 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from curator import index, storage
+    from curator.phases import PhaseState
+    from curator.phases import index as index_phase
 
     cfg = _load(args, output=args.run)
-    storage.configure(cfg.storage)
-    out = storage.normalize(args.run)
-    target = storage.normalize(args.index) if args.index else index.index_uri_for(out, cfg.index)
+    rundir = _rundir(args, cfg)
+    target = storage.normalize(args.index) if args.index else index.index_uri_for(rundir.uri, cfg.index)
     try:
-        res = index.add_run(out, target, cfg.index)
+        res = index_phase.run(PhaseState(rundir, cfg), index_uri=target)
     except index.SearchError as exc:
         print(f"curator: {exc}", file=sys.stderr)
         return 1
@@ -184,7 +197,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from curator import index, storage, where
 
     cfg = _load(args)
-    storage.configure(cfg.storage)
+    storage.configure(cfg.storage)  # an index, not a run folder: this process is its only reader
     if args.text and args.like:
         print("curator: give a text query or --like CLIP_ID, not both", file=sys.stderr)
         return 2
@@ -210,22 +223,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _run_config(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig | None:
     """The config a finished run recorded (config.yaml under its output), with --set applied."""
-    import tempfile
+    from curator.rundir import RunDir
 
-    import yaml
-
-    from curator import storage
-    from curator.driver import CONFIG_NAME
-
-    try:
-        doc = yaml.safe_load(storage.read_bytes(storage.join(storage.normalize(args.run), CONFIG_NAME))) or {}
-    except storage.NotFound:
+    got = RunDir.of(args.run).read_config()
+    if got is None:
         return None
-    doc.pop("_run", None)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:
-        yaml.safe_dump(doc, fh)
-        fh.flush()
-        return PipelineConfig.load(fh.name, args.overrides, output=args.run)
+    return PipelineConfig.load(None, args.overrides, output=args.run, base=got[0])
 
 
 def _model_dir(args: argparse.Namespace) -> str:
@@ -296,17 +299,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"curator: {exc}", file=sys.stderr)
             return 1
 def cmd_refilter(args: argparse.Namespace) -> int:
-    from curator import filters
+    from curator.phases import refilter
+    from curator.rundir import RunDir
     from curator.runners import make_runner
 
-    cfg, _ = filters.load_run_config(args.run, args.config, args.overrides)
+    cfg, _ = refilter.load_run_config(RunDir.of(args.run), args.config, args.overrides)
     _setup_logging(cfg.run.log_level)
     runner = None
     if not args.no_shard:
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runner": args.runner or "local"})})
-        runner = make_runner(cfg)
-    summary = filters.refilter(args.run, args.config, args.overrides, map_fn=runner.map if runner else None,
-                               shard=not args.no_shard)
+        runner = make_runner(_local_runner(args, cfg))
+    summary = refilter.refilter(args.run, args.config, args.overrides, runner=runner, shard=not args.no_shard)
     print(summary.format())
     return 0
 
@@ -323,12 +325,12 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from curator import storage
-    from curator.report import write_report
+    from curator.phases import PhaseState
+    from curator.phases import report as report_phase
 
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
-    storage.configure(cfg.storage)
-    uri = write_report(args.run, args.output, cfg.report, max_pixels=cfg.stages.ingest.max_pixels)
+    uri = report_phase.run(PhaseState(_rundir(args, cfg), cfg), output=args.output)
     print(f"report: {storage.display(uri)}")
     return 0
 

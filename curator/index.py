@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curator import manifest, storage, where
+from curator import storage, where
 from curator.config import IndexConfig
+from curator.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SearchError(RuntimeError):
 
 
 def index_uri_for(output_uri: str, cfg: IndexConfig) -> str:
-    return storage.normalize(cfg.uri) if cfg.uri else storage.join(output_uri, "index")
+    return storage.normalize(cfg.uri) if cfg.uri else RunDir.of(output_uri).default_index
 
 
 # ------------------------------------------------------------------------- metadata
@@ -103,10 +104,10 @@ def _scores(checks: list | None) -> list[tuple[str, float]] | None:
     return [(f"{c['stage']}.{c['metric']}", c["value"]) for c in checks if c.get("value") is not None]
 
 
-def _clip_rows(man_uri: str, batch_rows: int = 4096) -> Iterator[tuple[pa.Table, np.ndarray, str | None]]:
-    """Clip rows of a manifest that have an embedding: (metadata table, float16 [n, d], model)."""
-    with storage.local_copy(man_uri) as path:
-        pf = pq.ParquetFile(path)
+def _clip_rows(output_uri: str, batch_rows: int = 4096) -> Iterator[tuple[pa.Table, np.ndarray, str | None]]:
+    """Clip rows of a run's manifest that have an embedding: (metadata table, float16 [n, d], model)."""
+    with RunDir.of(output_uri).open_manifest("index") as mf:
+        pf = mf.parquet
         names = pf.schema_arrow.names
         if "embedding" not in names:
             return
@@ -166,7 +167,7 @@ def add_run(output_uri: str, index_uri: str, cfg: IndexConfig, segment_rows: int
     pending = 0
     skipped = added = 0
     new_segments: list[str] = []
-    for t, emb, m in _clip_rows(manifest.manifest_uri(output_uri)):
+    for t, emb, m in _clip_rows(output_uri):
         if meta.model is None:
             meta.doc["embedding_model"] = m
         elif m != meta.model:

@@ -210,7 +210,7 @@ def list_jobs(jc: Any, out: TextIO = sys.stdout) -> None:
 
 def read_progress(info: Any) -> tuple[dict[str, Any] | None, str | None]:
     """The job's progress.json (via its output URI and storage settings), or why not."""
-    from curator import storage
+    from curator.rundir import RunDir
     from curator.storage.config import StorageConfig
 
     md = info.metadata or {}
@@ -218,9 +218,8 @@ def read_progress(info: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not output:
         return None, "not a curator job (no output in its metadata)"
     try:
-        if md.get(META_STORAGE):
-            storage.configure(StorageConfig.model_validate_json(md[META_STORAGE]))
-        doc = tracking.read(storage.normalize(output))
+        opts = StorageConfig.model_validate_json(md[META_STORAGE]) if md.get(META_STORAGE) else None
+        doc = tracking.read(RunDir.activated(output, opts).uri)
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if doc is None:

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 from curator import storage
 from curator.records import Row, new_video_row
+from curator.rundir import RunDir
 
 
 class InputNotFound(Exception):
@@ -38,7 +39,7 @@ def list_inputs(input_uri: str, extensions: list[str], page_size: int | None = N
 
 
 def work_uri(output_uri: str, *parts: str) -> str:
-    return storage.join(output_uri, "_work", *parts)
+    return RunDir(output_uri).work(*parts)
 
 
 @dataclass

@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from curator import storage
+from curator.rundir import SHARD_INDEX, RunDir
 
 Decode = Literal["uint8", "float", "none"]
 
@@ -53,8 +54,7 @@ Decode = Literal["uint8", "float", "none"]
 def open_index(source: str, split: str = "pretrain", profile: str | None = None) -> tuple[str, dict[str, Any]]:
     """Find a split's index from a run output, a shards folder, or an index.json URI."""
     uri = storage.normalize(source).rstrip("/")
-    candidates = [uri] if uri.endswith(".json") else [storage.join(uri, "shards", "index.json"),
-                                                       storage.join(uri, "index.json")]
+    candidates = [uri] if uri.endswith(".json") else [RunDir(uri).shard_index, storage.join(uri, SHARD_INDEX)]
     for cand in candidates:
         try:
             doc = json.loads(storage.read_bytes(cand))
@@ -405,6 +405,7 @@ class ShardDataset(IterableDataset):
                 raise ValueError(f"the loader position was saved with {self.num_workers} workers per rank; "
                                  f"resume with the same number (not {workers})")
             self.num_workers = workers
+        # a DataLoader worker process: the process-level default is how its backends get the options
         storage.configure(self.storage_config)
         epoch = self.epoch
         order, starts = self._epoch_layout(epoch)

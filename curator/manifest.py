@@ -23,22 +23,24 @@ import pyarrow.parquet as pq
 
 from curator import storage
 from curator.records import Row, to_table
+from curator.rundir import MANIFEST as MANIFEST_NAME
+from curator.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.parquet"
+__all__ = ["MANIFEST_NAME", "consolidate", "part_uri", "read_manifest", "write_part"]
 
 
 def part_uri(output_uri: str, video_id: str) -> str:
-    return storage.join(output_uri, "staging", "videos", f"{video_id}.parquet")
+    return RunDir(output_uri).part(video_id)
 
 
 def parts_prefix(output_uri: str) -> str:
-    return storage.join(output_uri, "staging", "videos") + "/"
+    return RunDir(output_uri).parts_prefix
 
 
 def manifest_uri(output_uri: str) -> str:
-    return storage.join(output_uri, MANIFEST_NAME)
+    return RunDir(output_uri).manifest
 
 
 def sort_key(row: Row) -> tuple:
@@ -74,21 +76,17 @@ def consolidate(output_uri: str, schema: pa.Schema, batch_rows: int = 4096) -> s
 
     Memory: one part (one video) and one output batch at a time.
     """
-    uri = manifest_uri(output_uri)
-    with storage.open_write(uri) as fh:
-        writer = pq.ParquetWriter(fh, schema, compression="zstd")
-        try:
-            batch: list[Row] = []
-            for row in _merge_parts(output_uri, schema):
-                batch.append(row)
-                if len(batch) >= batch_rows:
-                    writer.write_table(to_table(batch, schema))
-                    batch = []
-            if batch:
+    rundir = RunDir(output_uri)
+    with rundir.manifest_writer(schema) as writer:
+        batch: list[Row] = []
+        for row in _merge_parts(output_uri, schema):
+            batch.append(row)
+            if len(batch) >= batch_rows:
                 writer.write_table(to_table(batch, schema))
-        finally:
-            writer.close()
-    return uri
+                batch = []
+        if batch:
+            writer.write_table(to_table(batch, schema))
+    return rundir.manifest
 
 
 def _merge_parts(output_uri: str, schema: pa.Schema) -> Iterator[Row]:
@@ -112,8 +110,11 @@ def _part_rows(uri: str, schema: pa.Schema) -> Iterator[Row]:
     yield from table.to_pylist()
 
 
-def read_manifest(output_or_manifest_uri: str, columns: list[str] | None = None) -> pa.Table:
-    uri = output_or_manifest_uri
-    if not uri.rstrip("/").endswith(".parquet"):
-        uri = manifest_uri(uri)
-    return read_table(uri, columns)
+def read_manifest(output_uri: str, columns: list[str] | None = None) -> pa.Table:
+    """The whole manifest (of `columns`) as one table: for tools over small runs (e.g.
+    training the video-type head). Phases stream it with `RunDir.open_manifest` instead."""
+    uri = output_uri.rstrip("/")
+    if uri.endswith(".parquet"):
+        uri = uri.rsplit("/", 1)[0]
+    with RunDir.of(uri).open_manifest("read_manifest") as mf:
+        return mf.parquet.read(columns=columns)

@@ -4,52 +4,59 @@ Every row records, per stage that acted on it, its busy seconds (`timings`) and 
 stage finished it (`finished_at`). From those alone this module derives, per stage:
 items in / out, rejects by reason, busy time, throughput, and over time (in buckets of
 the run's wall clock) items finished and the queue in front of the stage (items its
-predecessor finished that it had not finished yet). Memory: aggregates only.
+predecessor finished that it had not finished yet). Memory: aggregates only (two passes
+over one open manifest: the time span, then finishes per bucket).
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections import Counter, defaultdict
 from typing import Any
 
-import pyarrow.parquet as pq
+from curator import storage
+from curator.rundir import METRICS as METRICS_NAME
+from curator.rundir import ManifestFile, RunDir
 
-from curator import manifest, storage
-
-METRICS_NAME = "metrics.json"
+__all__ = ["BUCKETS", "METRICS_NAME", "compute", "read", "write"]
 BUCKETS = 40
 
 
-def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None) -> dict:
-    data = storage.read_bytes(manifest.manifest_uri(output_uri))
-    pf = pq.ParquetFile(io.BytesIO(data))
+def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[str, Any] | None = None,
+            mf: ManifestFile | None = None) -> dict:
+    """metrics.json's document from the run's manifest (`mf`: an already open one)."""
+    if mf is None:
+        with RunDir.of(output_uri).open_manifest("metrics") as mf:
+            return compute(output_uri, stage_order, wall_s, extra, mf)
+    pf = mf.parquet
     cols = ["kind", "status", "stage", "reason", "timings", "finished_at"]
     items: Counter[str] = Counter()
     busy: defaultdict[str, float] = defaultdict(float)
     stopped: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    finish_times: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
     kinds: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for batch in pf.iter_batches(batch_size=4096, columns=[c for c in cols if c in pf.schema_arrow.names]):
+    names = [c for c in cols if c in pf.schema_arrow.names]
+    t0, t1, seen = float("inf"), float("-inf"), False
+    for batch in pf.iter_batches(batch_size=4096, columns=names):  # pass 1: totals and the time span
         for row in batch.to_pylist():
             for stage, secs in row.get("timings") or []:
                 items[stage] += 1
                 busy[stage] += secs
                 kinds[stage][row["kind"]] += 1
             for stage, ts in row.get("finished_at") or []:
-                finish_times[(stage, row["kind"])].append(ts)
+                t0, t1, seen = min(t0, ts), max(t1, ts), True
             if row["status"] not in ("ok", "skipped") and row.get("stage"):
                 stopped[row["stage"]][row.get("reason") or "unknown"] += 1
-    all_ts = [t for ts in finish_times.values() for t in ts]
-    t0 = min(all_ts) if all_ts else 0.0
-    t1 = max(all_ts) if all_ts else 0.0
+    if not seen:
+        t0 = t1 = 0.0
     width = max((t1 - t0) / BUCKETS, 1e-6)
+    finished: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * BUCKETS)
+    if seen and "finished_at" in names:  # pass 2 (same open file): finishes per time bucket, not kept per row
+        for batch in pf.iter_batches(batch_size=4096, columns=["kind", "finished_at"]):
+            for row in batch.to_pylist():
+                for stage, ts in row.get("finished_at") or []:
+                    finished[(stage, row["kind"])][min(BUCKETS - 1, int((ts - t0) / width))] += 1
 
-    def curve(ts: list[float]) -> tuple[list[int], list[int]]:
-        per_bucket = [0] * BUCKETS
-        for t in ts:
-            per_bucket[min(BUCKETS - 1, int((t - t0) / width))] += 1
+    def curve(key: tuple[str, str]) -> tuple[list[int], list[int]]:
+        per_bucket = list(finished[key]) if key in finished else [0] * BUCKETS
         cumulative, acc = [], 0
         for n in per_bucket:
             acc += n
@@ -60,7 +67,7 @@ def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[
     last_curve: dict[str, list[int]] = {}  # kind -> cumulative finishes of the latest stage seen
     for name in stage_order:
         kind = (kinds.get(name) or Counter({"video": 0})).most_common(1)[0][0] if kinds.get(name) else None
-        per_bucket, cumulative = curve(finish_times.get((name, kind), [])) if kind else ([0] * BUCKETS, None)
+        per_bucket, cumulative = curve((name, kind)) if kind else ([0] * BUCKETS, None)
         n_in = items.get(name, 0)
         n_stop = sum(stopped[name].values())
         entry = {
@@ -79,7 +86,7 @@ def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[
             last_curve[kind] = cumulative
             for other_kind in kinds.get(name, {}):  # a fan-out stage also starts the other kind's chain
                 if other_kind != kind:
-                    last_curve[other_kind] = curve(finish_times.get((name, other_kind), []))[1]
+                    last_curve[other_kind] = curve((name, other_kind))[1]
         stages[name] = entry
     doc = {
         "wall_s": round(wall_s, 3),
@@ -93,10 +100,13 @@ def compute(output_uri: str, stage_order: list[str], wall_s: float, extra: dict[
 
 
 def write(output_uri: str, doc: dict) -> str:
-    uri = storage.join(output_uri, METRICS_NAME)
-    storage.write_bytes(uri, json.dumps(doc, indent=1, sort_keys=True).encode())
-    return uri
+    rundir = RunDir.of(output_uri)
+    rundir.write_metrics(doc)
+    return rundir.metrics
 
 
 def read(output_uri: str) -> dict:
-    return json.loads(storage.read_bytes(storage.join(output_uri, METRICS_NAME)))
+    doc = RunDir.of(output_uri).read_metrics()
+    if doc is None:
+        raise storage.NotFound(RunDir.of(output_uri).metrics)
+    return doc

@@ -38,9 +38,9 @@ class RunContext:
 
     @property
     def staging_uri(self) -> str:
-        from curator import storage
+        from curator.rundir import RunDir
 
-        return storage.join(self.output_uri, "staging")
+        return RunDir(self.output_uri).staging
 
     @property
     def model_dir(self) -> str:
@@ -109,6 +109,8 @@ class Stage:
         if not self._ready:
             from curator import storage
 
+            # process-level default: a stage runs in a worker process, whose storage
+            # backends are built from one config; the run's options travel in its ctx
             storage.configure(self.ctx.config.storage)
             self.setup()
             self._ready = True

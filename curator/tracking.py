@@ -26,9 +26,11 @@ import threading
 import time
 from typing import Any, Callable
 
+from curator.rundir import PROGRESS
+
 log = logging.getLogger(__name__)
 
-PROGRESS_NAME = "progress.json"
+PROGRESS_NAME = PROGRESS
 
 #: run states written to progress.json
 RUNNING, SUCCEEDED, FAILED, STOPPED = "running", "succeeded", "failed", "stopped"
@@ -114,9 +116,9 @@ class StatusWriter:
 
     @property
     def uri(self) -> str:
-        from curator import storage
+        from curator.rundir import RunDir
 
-        return storage.join(self.output_uri, PROGRESS_NAME)
+        return RunDir(self.output_uri).progress
 
     def start(self) -> "StatusWriter":
         self.write(RUNNING)
@@ -166,9 +168,10 @@ class StatusWriter:
 def read(output_uri: str) -> dict[str, Any] | None:
     """The progress document of a run, or None when there is none (yet)."""
     from curator import storage
+    from curator.rundir import RunDir
 
     try:
-        return json.loads(storage.read_bytes(storage.join(output_uri, PROGRESS_NAME)))
+        return json.loads(storage.read_bytes(RunDir(output_uri).progress))
     except storage.NotFound:
         return None
 

@@ -1,4 +1,4 @@
-"""A small, safe SQL-like predicate language for `curator search --where`.
+"""The one condition language: `curator search --where` and shard split rules (`shard.splits[].where`).
 
     motion_tag = 'pan_left' AND clip_duration_s >= 4
     status IN ('ok', 'rejected') OR NOT (caption LIKE '%museum%')
@@ -12,24 +12,30 @@ Grammar (case-insensitive keywords)::
     not     := "NOT" not | primary
     primary := "(" expr ")" | column op literal | column "IN" "(" literal ("," literal)* ")"
              | column "IS" ["NOT"] "NULL" | column ["NOT"] "LIKE" string | column "CONTAINS" literal
-    op      := = | != | <> | < | <= | > | >=
+    op      := = | == | != | <> | < | <= | > | >=
     literal := 'string' ('' escapes a quote) | number | TRUE | FALSE
 
 The text is tokenised and parsed into a tree; nothing is ever evaluated as code. The
-tree is applied to an Arrow table column by column (:func:`evaluate`). A column the table
-lacks is all-null, so a predicate on it matches nothing (SQL's three-valued logic: NULL
-compared to anything is not true).
+tree is applied to an Arrow table column by column (:func:`evaluate`) or to one row
+(:func:`matches`, with a column getter: shard rules read `checks.<metric>` that way). A
+column the table lacks is all-null, so a predicate on it matches nothing (SQL's
+three-valued logic: NULL compared to anything is not true).
+
+Split rules also accept their older form, ``<column> <op> <value>`` with a bare YAML
+value (``video_type != talking_head``, ``has_audio == false``): :func:`parse_rule` reads
+either (:func:`parse_condition` is that older form's parser).
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:  # Arrow is imported where a table is evaluated: config.py parses rules without it
+    import numpy as np
+    import pyarrow as pa
 
 
 class WhereError(ValueError):
@@ -40,7 +46,7 @@ _TOKEN = re.compile(r"""
     \s*(?:
       (?P<str>'(?:[^']|'')*')
     | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-    | (?P<op><=|>=|<>|!=|=|<|>|\(|\)|,)
+    | (?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,)
     | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
     )""", re.VERBOSE)
 KEYWORDS = {"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "CONTAINS", "TRUE", "FALSE"}
@@ -150,8 +156,8 @@ class _Parser:
             return node
         col = self.expect("word").value
         t = self.take()
-        if t.kind == "op" and t.value in ("=", "!=", "<>", "<", "<=", ">", ">="):
-            return ("cmp", col, "!=" if t.value == "<>" else t.value, self.literal())
+        if t.kind == "op" and t.value in ("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+            return ("cmp", col, {"<>": "!=", "==": "="}.get(t.value, t.value), self.literal())
         if t.kind == "kw" and t.value == "IN":
             self.expect("op", "(")
             items = [self.literal()]
@@ -190,6 +196,8 @@ def columns(node: tuple) -> set[str]:
 
 
 def _col(table: pa.Table, name: str) -> pa.Array:
+    import pyarrow as pa
+
     if name not in table.column_names:
         return pa.nulls(table.num_rows)
     c = table.column(name)
@@ -197,6 +205,8 @@ def _col(table: pa.Table, name: str) -> pa.Array:
 
 
 def _scalar_for(arr: pa.Array, lit: Any) -> Any:
+    import pyarrow as pa
+
     t = arr.type
     if pa.types.is_null(t):
         return None
@@ -215,6 +225,10 @@ def _like_regex(pattern: str) -> str:
 
 
 def _eval(node: tuple, table: pa.Table) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     op = node[0]
     if op == "and":
         return pc.and_kleene(_eval(node[1], table), _eval(node[2], table))
@@ -260,7 +274,88 @@ def _eval(node: tuple, table: pa.Table) -> pa.Array:
 
 def evaluate(tree: tuple, table: pa.Table) -> np.ndarray:
     """Boolean mask of the rows where the predicate is true (NULL counts as false)."""
+    import numpy as np
+    import pyarrow as pa
+
     res = _eval(tree, table)
     if isinstance(res, pa.ChunkedArray):
         res = res.combine_chunks()
     return np.asarray(res.fill_null(False), dtype=bool)
+
+
+# ------------------------------------------------------------------ one row at a time
+_ROW_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _row_eval(node: tuple, get: Callable[[str], Any]) -> bool | None:
+    """Three-valued: True, False or None (NULL)."""
+    op = node[0]
+    if op in ("and", "or"):
+        a, b = _row_eval(node[1], get), _row_eval(node[2], get)
+        if op == "and":
+            return False if a is False or b is False else (None if a is None or b is None else True)
+        return True if a is True or b is True else (None if a is None or b is None else False)
+    if op == "not":
+        a = _row_eval(node[1], get)
+        return None if a is None else not a
+    value = get(node[1])
+    if op == "null":
+        return (value is None) == node[2]
+    if value is None:
+        return None
+    try:
+        if op == "cmp":
+            return bool(_ROW_OPS[node[2]](value, node[3]))
+        if op == "in":
+            return value in node[2]
+        if op == "like":
+            hit = re.match(_like_regex(node[2]), value, re.S) is not None
+            return hit != node[3]
+        if op == "contains":
+            return node[2] in value
+    except TypeError:  # e.g. a number compared with text: not true
+        return None
+    raise WhereError(f"unknown node {op}")  # pragma: no cover - the parser builds no other
+
+
+def matches(tree: tuple, row: dict[str, Any], get: Callable[[str], Any] | None = None) -> bool:
+    """Whether the predicate is true for one row (a dict); `get(column)` reads a value
+    (default: `row.get`). NULL and type mismatches count as not true."""
+    return _row_eval(tree, get or row.get) is True
+
+
+# ------------------------------------------------------------- split rules (old form)
+#: the older split-rule form: "<column> <op> <value>", e.g. "quality_score >= 0.6" or "checks.aesthetic >= 3.5"
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
+
+
+def parse_condition(text: str) -> tuple[str, str, Any]:
+    """'quality_score >= 0.6' -> ('quality_score', '>=', 0.6). The value is read as YAML
+    (numbers, true/false, quoted or bare strings); order comparisons need a number."""
+    import yaml
+
+    m = _CONDITION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not of the form '<column> <op> <value>' with op one of >=, >, <=, <, ==, != "
+                         f"(or a `curator search --where` predicate)")
+    column, op, raw = m.groups()
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if op in (">=", ">", "<=", "<") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{text!r}: {op} needs a number, got {raw!r}")
+    if isinstance(value, (list, dict)) or value is None:
+        raise ValueError(f"{text!r}: the value must be a number, a boolean or a string")
+    return column, op, value
+
+
+def parse_rule(text: str) -> tuple:
+    """A split rule as a tree: a predicate of this language, or the older
+    ``<column> <op> <value>`` form (raises ValueError naming both forms)."""
+    try:
+        return parse(text)
+    except WhereError:
+        column, op, value = parse_condition(text)
+        return ("cmp", column, "=" if op == "==" else op, value)

@@ -6,7 +6,7 @@
 mapped to 0..1 and the weighted mean is ``quality_score`` (``stages.quality.weights``).
 Rejects ``low_quality`` below ``min_score``; each raw measure has an optional threshold of
 its own. ``drop_bottom_percent`` is a global rule applied over the whole run's manifest
-after the run (see :func:`curator.filters.apply_global`).
+after the run (see :mod:`curator.phases.refilter`).
 
 ``aesthetic`` — a small MLP head over CLIP image embeddings (the LAION improved-aesthetic-
 predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1), weights and CLIP from the model

@@ -15,11 +15,12 @@ from __future__ import annotations
 from curator import storage
 from curator.config import StagingConfig
 from curator.records import ERROR, Row
+from curator.rundir import RunDir
 from curator.stage import Stage
 
 
 def clip_uri(output_uri: str, video_id: str, clip_id: str) -> str:
-    return storage.join(output_uri, "staging", "clips", video_id, f"{clip_id}.mp4")
+    return RunDir(output_uri).clip(video_id, clip_id)
 
 
 class StagingStage(Stage):

@@ -5,32 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from curator.config.base import _Model
+from curator.where import columns as _where_columns
+from curator.where import parse_condition, parse_rule  # noqa: F401  split rules: the one condition language
 
-#: a split rule: "<column> <op> <value>", e.g. "quality_score >= 0.6" or "checks.aesthetic >= 3.5"
-_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def parse_condition(text: str) -> tuple[str, str, Any]:
-    """'quality_score >= 0.6' -> ('quality_score', '>=', 0.6). The value is read as YAML
-    (numbers, true/false, quoted or bare strings); order comparisons need a number."""
-    m = _CONDITION.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not of the form '<column> <op> <value>' with op one of >=, >, <=, <, ==, !=")
-    column, op, raw = m.groups()
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    if op in (">=", ">", "<=", "<") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError(f"{text!r}: {op} needs a number, got {raw!r}")
-    if isinstance(value, (list, dict)) or value is None:
-        raise ValueError(f"{text!r}: the value must be a number, a boolean or a string")
-    return column, op, value
 
 
 class SplitRules(_Model):
@@ -40,10 +21,11 @@ class SplitRules(_Model):
 
     where: list[str] = Field(
         default_factory=list,
-        description="Conditions that must all hold, '<column> <op> <value>' with op one of >=, >, <=, <, ==, != "
-                    "(e.g. 'quality_score >= 0.6', 'video_type != talking_head'; 'checks.<metric>' reads a "
-                    "filter's recorded score). Columns are checked against the manifest when sharding; a clip "
-                    "whose value is missing does not qualify.",
+        description="Conditions that must all hold, each a `curator search --where` predicate "
+                    "(e.g. \"quality_score >= 0.6 AND video_type != 'talking_head'\", \"tags CONTAINS 'indoor'\") or "
+                    "'<column> <op> <value>' with a bare value (e.g. 'video_type != talking_head'); "
+                    "'checks.<metric>' reads a filter's recorded score. Columns are checked against the manifest "
+                    "when sharding; a clip whose value is missing does not qualify.",
     )
     type_column: str = Field("video_type", description="Manifest column holding a clip's type (for type quotas).")
     type_max_fraction: dict[str, float] = Field(
@@ -61,7 +43,7 @@ class SplitRules(_Model):
     @classmethod
     def _conditions(cls, v: list[str]) -> list[str]:
         for text in v:
-            parse_condition(text)
+            parse_rule(text)
         return v
 
     @field_validator("type_max_fraction")
@@ -82,7 +64,7 @@ class SplitRules(_Model):
 
     def columns(self) -> list[str]:
         """Manifest columns these rules read (checks.<metric> reads `checks`)."""
-        cols = [parse_condition(w)[0].split(".")[0] for w in self.where]
+        cols = [c.split(".")[0] for w in self.where for c in sorted(_where_columns(parse_rule(w)))]
         if self.type_max_fraction or self.type_max_count:
             cols.append(self.type_column)
         return list(dict.fromkeys(cols))

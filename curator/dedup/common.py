@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from curator.config import DedupConfig
+from curator.rundir import DEDUP_REPORT
 
 log = logging.getLogger("curator.dedup")
 
@@ -19,7 +20,7 @@ COLUMNS: list[tuple[str, pa.DataType]] = [
     ("duplicate_of", pa.string()),
     ("similarity", pa.float32()),
 ]
-REPORT_NAME = "dedup.json"
+REPORT_NAME = DEDUP_REPORT
 #: default thresholds by embedding model (dedup.threshold unset); others get DEFAULT_THRESHOLD
 MODEL_THRESHOLDS = {"perceptual-dct-v1": 0.8}
 DEFAULT_THRESHOLD = 0.9

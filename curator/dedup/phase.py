@@ -12,14 +12,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curator import manifest, storage
+from curator import storage
 from curator.config import DedupConfig
-from curator.dedup.common import COLUMNS, REASON, REPORT_NAME, STAGE, DedupError, MapFn, log
+from curator.dedup.common import COLUMNS, REASON, STAGE, DedupError, MapFn, log
 from curator.dedup.decisions import Decisions, Nodes, decide, exact_groups
 from curator.dedup.scan import embed_missing, scan_manifest
 from curator.dedup.semantic import DedupStats, semantic_edges
 from curator.dedup.spill import EmbeddingParts, SpillDir, iter_parts
 from curator.records import OK, REJECTED
+from curator.rundir import RunDir
 
 
 @dataclass
@@ -32,16 +33,16 @@ class RunResult:
 def dedup_run(output_uri: str, cfg: DedupConfig, *, map_fn: MapFn | None = None, use_ray: bool = False,
               batch_rows: int = 8192) -> RunResult:
     """Run dedup over the manifest of a run at `output_uri` and write the decisions back."""
-    output_uri = storage.normalize(output_uri)
-    man_uri = manifest.manifest_uri(output_uri)
-    if not storage.exists(man_uri):
+    rundir = RunDir.of(output_uri)
+    output_uri, man_uri = rundir.uri, rundir.manifest
+    if not rundir.has_manifest():
         raise DedupError(f"no manifest at {storage.display(man_uri)}: run `curator run` first")
     stats = DedupStats()
     t_start = time.monotonic()
     spill = SpillDir(cfg.spill_uri)
     try:
-        with storage.local_copy(man_uri) as local:
-            pf = pq.ParquetFile(local)
+        with rundir.open_manifest("dedup") as mf:
+            pf = mf.parquet
             names = set(pf.schema_arrow.names)
             if cfg.quality_column and cfg.quality_column not in names:
                 raise DedupError(f"dedup.quality_column {cfg.quality_column!r} is not a manifest column")
@@ -77,7 +78,7 @@ def dedup_run(output_uri: str, cfg: DedupConfig, *, map_fn: MapFn | None = None,
     finally:
         spill.cleanup()
     stats.timings["total_s"] = round(time.monotonic() - t_start, 3)
-    report_uri = storage.join(output_uri, REPORT_NAME)
+    report_uri = rundir.dedup_report
     cfg_doc = cfg.model_dump(mode="json")
     storage.write_bytes(report_uri, json.dumps({"stats": asdict(stats), "config": cfg_doc}, indent=1).encode())
     log.info("dedup: %d candidates, %d groups, %d removed (%d exact), k=%d, %.1f s", stats.candidates,
@@ -186,9 +187,9 @@ def run_phase(output_uri: str, config: Any, runner: Any = None) -> RunResult:
     for the per-cluster work; under Ray the assignment streams through Ray Data, and with a
     cluster address the spill goes under <output>/_work/dedup so every node can read it."""
     cfg: DedupConfig = config.dedup
-    use_ray = runner is not None and type(runner).__name__ == "RayRunner"
+    use_ray = runner is not None and runner.distributed
     if use_ray and cfg.spill_uri is None and config.run.address:
-        cfg = cfg.model_copy(update={"spill_uri": storage.join(output_uri, "_work", "dedup")})
+        cfg = cfg.model_copy(update={"spill_uri": RunDir.of(output_uri).work("dedup")})
     if use_ray:
         from curator.runners.ray import init_ray
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from curator import manifest, storage
+from curator import storage
 from curator.config import ReportConfig
 from curator.report.page import Renderer
 from curator.report.scan import scan_manifest
-from curator.report.text import INDEX_NAME, REPORT_NAME, ReportError, log
+from curator.report.text import ReportError, log
 from curator.report.thumbnails import Thumbnailer
+from curator.rundir import MANIFEST, RunDir
 
 
 def _json(uri: str) -> dict[str, Any] | None:
@@ -25,35 +24,27 @@ def _json(uri: str) -> dict[str, Any] | None:
         return None
 
 
-def _yaml(uri: str) -> dict[str, Any] | None:
-    import yaml
-
-    try:
-        return yaml.safe_load(storage.read_bytes(uri)) or {}
-    except storage.NotFound:
-        return None
+def _run_doc(rundir: RunDir) -> dict[str, Any] | None:
+    got = rundir.read_config()
+    return None if got is None else {**got[0], "_run": got[1]}
 
 
 def render(run_uri: str, cfg: ReportConfig | None = None, *, max_pixels: int = 8192 * 8192) -> str:
     """The report of the run at `run_uri`, as HTML text."""
     cfg = cfg or ReportConfig()
-    run_uri = storage.normalize(run_uri)
-    muri = manifest.manifest_uri(run_uri)
-    if not storage.exists(muri):
-        raise ReportError(f"{storage.display(run_uri)} is not a finished run: no {manifest.MANIFEST_NAME}")
-    with storage.local_copy(muri) as path:
-        pf = pq.ParquetFile(path)
-        try:
-            scan = scan_manifest(pf, cfg)
-        finally:
-            pf.close()
+    rundir = RunDir.of(run_uri)
+    run_uri = rundir.uri
+    if not rundir.has_manifest():
+        raise ReportError(f"{storage.display(run_uri)} is not a finished run: no {MANIFEST}")
+    with rundir.open_manifest("report") as mf:
+        scan = scan_manifest(mf.parquet, cfg)
     return Renderer(
         run_uri, scan, cfg, Thumbnailer(cfg, max_pixels),
-        metrics=_json(storage.join(run_uri, "metrics.json")),
-        summary=_json(storage.join(run_uri, "summary.json")),
-        run_doc=_yaml(storage.join(run_uri, "config.yaml")),
-        index=_json(storage.join(run_uri, INDEX_NAME)),
-        dedup_doc=_json(storage.join(run_uri, "dedup.json")),
+        metrics=_json(rundir.metrics),
+        summary=_json(rundir.summary),
+        run_doc=_run_doc(rundir),
+        index=_json(rundir.shard_index),
+        dedup_doc=_json(rundir.dedup_report),
     ).page()
 
 
@@ -61,6 +52,6 @@ def write_report(run_uri: str, output: str | None = None, cfg: ReportConfig | No
                  max_pixels: int = 8192 * 8192) -> str:
     """Write the report (default `<run>/report.html`) through curator.storage; returns its URI."""
     text = render(run_uri, cfg, max_pixels=max_pixels)
-    out = storage.normalize(output) if output else storage.join(storage.normalize(run_uri), REPORT_NAME)
+    out = storage.normalize(output) if output else RunDir.of(run_uri).report
     storage.write_bytes(out, text.encode("utf-8"))
     return out

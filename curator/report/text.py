@@ -11,11 +11,12 @@ from typing import Any
 
 from curator.pipeline import PipelineError
 from curator.records import Reason
+from curator.rundir import REPORT, SHARD_INDEX, SHARDS
 
 log = logging.getLogger("curator.report")
 
-REPORT_NAME = "report.html"
-INDEX_NAME = "shards/index.json"
+REPORT_NAME = REPORT
+INDEX_NAME = f"{SHARDS}/{SHARD_INDEX}"
 
 #: reasons whose input cannot have a frame: never decoded for a thumbnail
 NO_FRAME_REASONS = {

@@ -13,11 +13,15 @@ from curator import storage
 from curator.listing import Listing
 from curator.pipeline import Pipeline
 from curator.records import Row, to_table
+from curator.runners.base import Runner
 from curator.stage import Stage
 from curator.tracking import StageTracker, where
 
 
-class LocalRunner:
+class LocalRunner(Runner):
+    name = "local"
+    distributed = False
+
     def __init__(self) -> None:
         self._stages: list[Stage] | None = None
         self._tracker = StageTracker()

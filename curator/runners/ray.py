@@ -28,6 +28,7 @@ from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, StageGroup, StageSpec, group_stages
 from curator.records import Row, to_table
+from curator.runners.base import Runner
 from curator.stage import RunContext, Stage
 from curator.storage.config import StorageConfig
 from curator.tracking import StageTracker, where
@@ -154,7 +155,8 @@ def _watchdog(stage: Stage, rows: int) -> Watchdog:
 
 
 def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = None) -> list[Row]:
-    # a worker process: the run's storage settings (endpoints) are not there unless passed
+    # a worker process: the run's storage settings (endpoints) are not there unless passed;
+    # the process-level default is the only way the storage backends there get them
     storage.configure(storage_cfg)
     return read_part(item["uri"])
 
@@ -183,7 +185,10 @@ def fit_actor_cpus(stages: list[StageGroup] | list[Stage], cluster_cpus: float, 
 
 
 # ----------------------------------------------------------------------- runner
-class RayRunner:
+class RayRunner(Runner):
+    name = "ray"
+    distributed = True
+
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self._actor_cpu_scale = 1.0

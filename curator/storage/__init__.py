@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import threading
 from typing import BinaryIO, Iterator, Sequence
 
+from . import transfer as _transfer
 from .base import (
     AccessDenied,
     BucketNotFound,
@@ -189,3 +191,6 @@ def local_copy(uri: str) -> contextlib.AbstractContextManager[str]:
     """`with local_copy(uri) as path:` a local file for decoders (a temp copy if remote)."""
     uri = normalize(uri)
     return _local_copy(store_for(uri), uri, local_path(uri))
+
+
+_transfer.bind(sys.modules[__name__])

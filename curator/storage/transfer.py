@@ -21,7 +21,7 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .base import StorageError
 
@@ -84,6 +84,15 @@ class PrefetchCache:
 
 CACHE = PrefetchCache()
 
+#: the `curator.storage` facade (current_config, stat, store_for, write_bytes), bound by it
+#: when it is imported: this module is below the facade and does not import it back
+_facade: Any = None
+
+
+def bind(facade: Any) -> None:
+    global _facade
+    _facade = facade
+
 
 def prefetch(
     items: Iterable[T],
@@ -101,9 +110,8 @@ def prefetch(
     finished by an earlier run). `depth` and `max_mb` default to ``storage.prefetch`` and
     ``storage.prefetch_max_mb``.
     """
-    from . import current_config, stat, store_for
-
-    cfg = current_config()
+    stat, store_for = _facade.stat, _facade.store_for
+    cfg = _facade.current_config()
     depth = cfg.prefetch if depth is None else depth
     max_bytes = (cfg.prefetch_max_mb if max_mb is None else max_mb) * MiB
     if depth <= 0:
@@ -168,11 +176,9 @@ class BackgroundUploader:
 
     def submit(self, uri: str, data: bytes) -> None:
         """Queue one object (blocks while the queue is full)."""
-        from . import write_bytes
-
         if self._pool is None:
             try:
-                write_bytes(uri, data)
+                _facade.write_bytes(uri, data)
             except StorageError as exc:
                 self._inline_errors[uri] = exc
             return
@@ -193,10 +199,8 @@ class BackgroundUploader:
             self._cond.notify_all()
 
     def _write(self, uri: str, data: bytes, n: int) -> None:
-        from . import write_bytes
-
         try:
-            write_bytes(uri, data)
+            _facade.write_bytes(uri, data)
         finally:
             self._done(n)
 

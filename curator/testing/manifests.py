@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from curator import manifest, storage
 from curator.records import schema_for, to_table
+from curator.rundir import RunDir
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -26,14 +27,14 @@ def write_run(out: str, prefix: str, emb: np.ndarray, model: str = "test-model",
         ids.append(cid)
         rows.append({"kind": "clip", "video_id": prefix, "clip_id": cid, "clip_index": i, "status": "ok",
                      "source_uri": f"s3://raw/{prefix}.mp4", "start_s": 2.0 * i, "end_s": 2.0 * i + 2,
-                     "clip_uri": storage.join(out, "staging", "clips", prefix, cid + ".mp4"),
+                     "clip_uri": RunDir.of(out).clip(prefix, cid),
                      "embedding": [float(x) for x in e], "embedding_model": model,
                      "motion_tag": ["pan_left", "static", "zoom_in"][i % 3], "caption": f"clip {i} of {prefix}",
                      "tags": ["even"] if i % 2 == 0 else ["odd"],
                      "checks": [{"stage": "quality", "metric": "brisque", "value": float(i), "threshold": 50.0,
                                  "op": "<=", "passed": True}],
                      **{k: v[i] for k, v in cols.items()}})
-    storage.write_bytes(manifest.manifest_uri(out), manifest.table_bytes(to_table(rows, schema_for(extra))))
+    storage.write_bytes(RunDir.of(out).manifest, manifest.table_bytes(to_table(rows, schema_for(extra))))
     return ids
 
 

@@ -14,9 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from curator.config import PipelineConfig
-from curator.driver import execute, shard
+from curator.driver import execute
 from curator.loader import Loader, ShardDataset
+from curator.phases import PhaseState
+from curator.phases import shard as shard_phase
 from curator.pipeline import PipelineError, build
+from curator.rundir import RunDir
 from curator.runners.local import LocalRunner
 
 pytestmark = pytest.mark.integration
@@ -56,6 +59,10 @@ def run(media_dir, tmp_path_factory):
 def _kept(out):
     rows = pq.read_table(out / "manifest.parquet").to_pylist()
     return {r["clip_id"]: r for r in rows if r["kind"] == "clip" and r["status"] == "ok"}
+
+
+def shard(out, cfg):
+    return shard_phase.run(PhaseState(RunDir.of(str(out)), cfg, LocalRunner()))
 
 
 # ------------------------------------------------------------------ a causal encoder
@@ -184,7 +191,7 @@ def test_a_rule_on_a_missing_column_stops_before_writing(run, tmp_path):
     before = sorted(p.relative_to(out) for p in (out / "shards").rglob("*"))
     cfg = _config("x", out, "shard.splits={finetune: {where: ['no_such_score >= 0.7']}}")
     with pytest.raises(PipelineError, match="column 'no_such_score' is not in the manifest"):
-        shard(str(out), cfg, LocalRunner().map)
+        shard(out, cfg)
     assert sorted(p.relative_to(out) for p in (out / "shards").rglob("*")) == before
 
 
@@ -226,7 +233,7 @@ def test_tokenizer_shards_are_byte_identical_for_the_same_manifest(run, tmp_path
     other.mkdir()
     for name in ("manifest.parquet", "config.yaml"):  # clip_uri still points at the staged clips
         shutil.copy(out / name, other / name)
-    results = shard(str(other), cfg, LocalRunner().map)
+    results = shard(other, cfg)
     assert results and not any(r["skipped"] for r in results)
 
     def files(d):
@@ -236,7 +243,7 @@ def test_tokenizer_shards_are_byte_identical_for_the_same_manifest(run, tmp_path
     assert a.keys() == b.keys() and any(k.startswith("pretrain/tokenizer/") for k in a)
     assert [k for k in a if a[k] != b[k]] == []
     # a rerun finds every shard complete and rewrites nothing
-    again = shard(str(other), cfg, LocalRunner().map)
+    again = shard(other, cfg)
     assert all(r["skipped"] for r in again) and files(other) == b
 
 

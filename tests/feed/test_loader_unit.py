@@ -11,7 +11,7 @@ import pytest
 
 from curator.config import ShardConfig
 from curator.loader import Loader, ShardDataset, _Order, open_index
-from stages import shard as shard_stage
+from curator.phases import shard as shard_stage
 
 pytestmark = pytest.mark.unit
 

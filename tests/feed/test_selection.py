@@ -8,7 +8,7 @@ import pytest
 
 from curator.config import ConfigError, PipelineConfig, ShardConfig, SplitRules, parse_condition
 from curator.media import windows as win
-from stages.shard import Planner, Selection, ShardError, bucket_of
+from curator.phases.shard import Planner, Selection, ShardError, bucket_of
 
 pytestmark = pytest.mark.unit
 

@@ -159,11 +159,11 @@ def test_refilter_changes_kept_set_without_decoding(run_out, tmp_path, no_decodi
 
 
 def test_refilter_rederives_tags_and_percentiles(run_out, tmp_path, no_decoding):
-    from curator import filters
+    from curator.phases import refilter
 
     out = tmp_path / "out"
     shutil.copytree(run_out, out)
-    summary = filters.refilter(str(out), None, ["stages.motion.pan_threshold=5", "stages.motion.zoom_threshold=5",
+    summary = refilter.refilter(str(out), None, ["stages.motion.pan_threshold=5", "stages.motion.zoom_threshold=5",
                                                 "stages.quality.drop_bottom_percent=50",
                                                 "stages.quality.min_score=0"], shard=False)
     rows = manifest_rows(out)

@@ -15,11 +15,11 @@ import webdataset as wds
 from curator import manifest
 from curator.config import PipelineConfig
 from curator.driver import execute
+from curator.phases.shard import JSON_EXCLUDE
 from curator.pipeline import build
 from curator.records import RUN_VARYING
 from curator.runners.local import LocalRunner
 from curator.testing.synth import make_audio_only, make_shots_video
-from stages.shard import JSON_EXCLUDE
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from curator.config import MotionConfig, PipelineConfig, QualityConfig, VideoTypeConfig
-from curator.filters import NOT_SCORED, Filter, Rule, decide, percentile_cutoffs, reapply
+from curator.filters import NOT_SCORED, Filter, Rule, decide
+from curator.phases.refilter import percentile_cutoffs as _cutoffs
+from curator.phases.refilter import reapply
 from curator.records import OK, REJECTED
+from curator.rundir import RunDir
 
 pytestmark = pytest.mark.unit
 
@@ -115,9 +118,13 @@ def _write_manifest(tmp_path, values):
 
     rows = [{"kind": "video", "clip_id": None, "status": OK, "quality_score": None}]
     rows += [{"kind": "clip", "clip_id": f"c{i}", "status": OK, "quality_score": v} for i, v in enumerate(values)]
-    uri = str(tmp_path / "manifest.parquet")
-    pq.write_table(pa.Table.from_pylist(rows), uri)
-    return uri
+    pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "manifest.parquet"))
+    return str(tmp_path)
+
+
+def percentile_cutoffs(run, *args, **kwargs):
+    with RunDir.of(run).open_manifest() as mf:
+        return _cutoffs(mf, *args, **kwargs)
 
 
 @pytest.mark.parametrize("pct", [15.0, 50.0, 3.0])

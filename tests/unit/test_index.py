@@ -57,7 +57,7 @@ def test_where_evaluates(text, expected):
 @pytest.mark.parametrize("text,msg", [
     ("", "empty"),
     ("motion_tag = ", "end"),
-    ("motion_tag == 'x'", "literal"),
+    ("motion_tag === 'x'", "literal"),  # '==' is '=' (split rules' spelling); '===' is not
     ("__import__('os').system('true')", "unexpected character"),
     ("__import__('os')", "operator"),
     ("motion_tag = 'x'; DROP TABLE clips", "unexpected character"),

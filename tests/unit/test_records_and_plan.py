@@ -5,9 +5,9 @@ import tarfile
 import pytest
 
 from curator.config import PipelineConfig, ShardConfig
+from curator.phases.shard import bucket_of, plan
 from curator.records import clip_id_for, safe_name, video_id_for
 from curator.stage import RunContext
-from stages.shard import bucket_of, plan
 from stages.split import make_spans
 
 pytestmark = pytest.mark.unit
@@ -69,7 +69,7 @@ def test_plan_is_bounded_by_count_and_bytes_and_deterministic():
 
 
 def test_shard_tar_is_byte_identical_across_writes(tmp_path):
-    from stages.shard import Sample, ShardSpec, write_shard
+    from curator.phases.shard import Sample, ShardSpec, write_shard
 
     mp4 = tmp_path / "a.mp4"
     mp4.write_bytes(b"\x00" * 100)

@@ -1,0 +1,153 @@
+"""The dataset card of the shards (shards/README.md) and the manifest tally it reports."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from curator import storage
+from curator.config import ShardConfig
+from curator.phases.shard.plan import Planner
+from curator.rundir import RunDir
+
+
+# -------------------------------------------------------------------------- the card
+@dataclass
+class ManifestStats:
+    """What the card says about the whole manifest, tallied while the plan streams."""
+
+    videos: int = 0
+    clips: int = 0
+    kept: int = 0
+    rejects: Counter[str] = field(default_factory=Counter)  # "kind: stage/reason"
+    checks: dict[tuple[str, str, str, float | None], list[int]] = field(default_factory=dict)  # -> [passed, failed]
+
+    def tally(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Count every row, pass on kept clips (with a staged mp4)."""
+        for r in rows:
+            if r["kind"] == "video":
+                self.videos += 1
+            else:
+                self.clips += 1
+                for c in r.get("checks") or []:
+                    k = (c.get("stage") or "", c.get("metric") or "", c.get("op") or "", c.get("threshold"))
+                    self.checks.setdefault(k, [0, 0])[0 if c.get("passed") else 1] += 1
+            if r["status"] != "ok":
+                self.rejects[f"{r['kind']}: {r.get('stage')}/{r.get('reason')}"] += 1
+            elif r["kind"] == "clip" and r.get("clip_uri"):
+                self.kept += 1
+                yield r
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return out
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f}"
+
+
+def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, planner: Planner,
+         stats: ManifestStats, info: dict[str, Any]) -> str:
+    """The dataset card (shards/README.md): what is in the shards and how it was chosen."""
+    L: list[str] = ["# Curated video shards", ""]
+    L.append("Written by curator from a run's `manifest.parquet`: webdataset tars of kept clips, per training "
+             "split, output profile and bucket.")
+    L.append("")
+    L += _table(["", ""], [
+        ["run config hash", f"`{info.get('run_config_hash') or 'unknown'}`"],
+        ["shard config hash", f"`{info.get('shard_config_hash')}`"],
+        ["stages", ", ".join(info.get("stages") or []) or "unknown"],
+        ["videos in manifest", stats.videos],
+        ["clips cut", stats.clips],
+        ["clips kept", stats.kept],
+        ["profiles", ", ".join(cfg.profile)],
+    ])
+    L += ["", "## Splits", ""]
+    for split, rules in cfg.splits.items():
+        L.append(f"### `{split}`")
+        L.append("")
+        sel = planner.selection
+        L.append(f"{sel.admitted[split]} of {sel.considered} kept clips selected.")
+        conds = list(rules.where)
+        if rules.type_max_fraction:
+            conds += [f"at most {f:g} of the split is `{rules.type_column}` = {t}" for t, f in
+                      sorted(rules.type_max_fraction.items())]
+        if rules.type_max_count:
+            conds += [f"at most {n} clips with `{rules.type_column}` = {t}" for t, n in
+                      sorted(rules.type_max_count.items())]
+        if rules.bucket_max is not None:
+            conds.append(f"at most {rules.bucket_max} clips per bucket")
+        conds += [f"at most {n} clips in bucket `{b}`" for b, n in sorted(rules.bucket_caps.items())]
+        L.append("Rules: " + ("; ".join(f"`{c}`" for c in conds) if conds else "none (every kept clip)") + ".")
+        refused = sel.refused[split]
+        if refused:
+            L.append("")
+            L += _table(["not selected because", "clips"], sorted(refused.items(), key=lambda kv: (-kv[1], kv[0])))
+        for profile in cfg.profile:
+            doc = indexes[(split, profile)]
+            st = planner.stats[(split, profile)]
+            L += ["", f"#### `{split}/{profile}`: {doc['samples']} samples from {st.clips} clips, "
+                      f"{len(doc['shards'])} shards, {_mb(doc['bytes'])} MB", ""]
+            if profile == "tokenizer":
+                L += _table(["bucket", "width", "height", "frames", "samples", "shards", "MB"],
+                            [[b, d.get("width"), d.get("height"), d.get("frames"), d["samples"], d["shards"],
+                              _mb(d["bytes"])] for b, d in sorted(doc["buckets"].items())])
+            else:
+                L += _table(["bucket", "samples", "shards", "MB"],
+                            [[b, d["samples"], d["shards"], _mb(d["bytes"])] for b, d in sorted(doc["buckets"].items())])
+            for reason, n in sorted(st.left_out.items()):
+                L.append(f"\n{n} clips gave no sample: {reason}.")
+        L.append("")
+    if cfg.profile.count("tokenizer"):
+        t = cfg.tokenizer
+        L += ["## Tokenizer profile", "",
+              f"Clips resampled to {t.fps:g} fps (frames dropped or repeated), scaled to cover and centre-cropped "
+              f"to multiples of {t.multiple} (short side {t.short_side}"
+              + (f", sizes {json.dumps(t.sizes)}" if t.sizes else "") + "), cut into windows of "
+              f"{t.max_frames} frames; the rest of a clip becomes one window of the largest 1 + {t.temporal_factor}k "
+              f"frames that fits (at least {t.min_frames}). Keys: `<clip_id>-w000`, …; each sample's json has a "
+              f"`window` entry (start, frames, fps, size, start time in the source). libx264 crf {t.crf}, preset "
+              f"{t.preset}.", ""]
+    L += ["## Filters applied", ""]
+    if stats.checks:
+        L += _table(["stage", "metric", "keep when", "passed", "failed"],
+                    [[s, m, f"{op} {thr:g}" if thr is not None else op, p, f]
+                     for (s, m, op, thr), (p, f) in sorted(stats.checks.items(), key=lambda kv: kv[0][:3])])
+    else:
+        L.append("No filter recorded a check in the manifest.")
+    if stats.rejects:
+        L += ["", "Rows that went no further (from the manifest's `status`, `stage`, `reason`):", ""]
+        L += _table(["reason", "rows"], sorted(stats.rejects.items(), key=lambda kv: (-kv[1], kv[0])))
+    first_split = next(iter(cfg.splits))
+    first_profile = cfg.profile[-1]
+    L += ["", "## Layout", "",
+          "```",
+          "index.json                                   splits x profiles with counts",
+          "<split>/<profile>/index.json                 shards, samples per shard, first sample, bytes, buckets",
+          "<split>/<profile>/<bucket>/shard-NNNNNN.tar  <key>.mp4, <key>.json, (<key>.txt caption, ...)",
+          "<split>/<profile>/<bucket>/shard-NNNNNN.json keys with byte offsets and sizes (random access)",
+          "```", "",
+          "## Loading", "",
+          "```python",
+          "from curator.loader import ShardDataset, Loader",
+          "",
+          f'ds = ShardDataset("<this folder or its run output URI>", split="{first_split}", '
+          f'profile="{first_profile}",',
+          '                  batch_size=8, shuffle_buffer=256, decode="float")',
+          "for batch in Loader(ds, num_workers=4):",
+          '    video = batch["video"]        # [B, T, C, H, W], one bucket per batch',
+          '    captions = batch["caption"]   # list of str (or None)',
+          "```", "",
+          "Any webdataset reader also works: each tar is a plain webdataset shard.", ""]
+    return "\n".join(L)
+
+
+def write_card(output_uri: str, text: str) -> str:
+    uri = RunDir(output_uri).shard_card
+    storage.write_bytes(uri, text.encode())
+    return uri

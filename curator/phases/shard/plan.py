@@ -1,0 +1,280 @@
+"""Shard: kept clips into webdataset tars, per training split, output profile and bucket.
+
+A global phase over the consolidated manifest, in one pass: each kept clip is tested
+against every split's rules (`shard.splits`), and each split it enters receives the clip
+in every output profile (`shard.profile`):
+
+- ``wfm``: the clip as curated (its staged mp4), bucketed by resolution x aspect ratio x
+  length (``res720_ar16x9_len5-10s``);
+- ``tokenizer``: the clip resampled to a fixed fps, resized and centre-cropped to a size
+  divisible by the tokenizer's spatial factor, cut into windows of 1 + factor*k frames,
+  each re-encoded as its own sample ``<clip_id>-w000``; bucketed by exact shape
+  (``448x256_t121``: width x height, frames), so a batch from one bucket stacks.
+
+Layout under the output::
+
+    shards/index.json                                   splits x profiles, with counts
+    shards/README.md                                    dataset card
+    shards/<split>/<profile>/index.json                 the split's shards: samples, first sample, bytes
+    shards/<split>/<profile>/<bucket>/shard-000000.tar  <key>.mp4 + <key>.json (+ <key>.txt, ...)
+    shards/<split>/<profile>/<bucket>/shard-000000.json shard index: keys, byte offsets, digest
+
+The plan is deterministic (manifest order, then bucket; shards cut by sample count and
+bytes) and tar members carry fixed metadata (mtime 0, uid 0, mode 0644); re-encoded
+windows use a fixed thread count: the same manifest gives the same names and bytes. A
+shard's index is written after its tar, both atomically; a rerun skips shards whose index
+exists with the same digest (the per-shard completion marker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from curator import where
+from curator.config import ShardConfig, SplitRules
+from curator.media import windows as win
+from curator.rundir import SHARD_CARD, SHARD_INDEX
+
+log = logging.getLogger(__name__)
+
+#: manifest columns that never go into a sample's json: bytes, per-run timings, video-only
+#: columns, and the staging location (so shards do not depend on where the run wrote)
+JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+
+PROFILES = ("wfm", "tokenizer")
+INDEX_NAME = SHARD_INDEX  # shards/<split>/<profile>/index.json and shards/index.json
+CARD_NAME = SHARD_CARD
+FORMAT = "curator-shards/1"
+
+
+class ShardError(ValueError):
+    """The shard config does not fit the manifest (e.g. a rule names a missing column)."""
+
+
+# ----------------------------------------------------------------------------- buckets
+def _ratio(text: str) -> float:
+    w, _, h = text.partition(":")
+    return float(w) / float(h)
+
+
+def aspect_of(width: int, height: int, cfg: ShardConfig) -> str:
+    """The configured aspect ratio ('16:9') nearest to width/height on a log scale."""
+    ar = width / height if height else 1.0
+    return min(cfg.aspect_ratios, key=lambda r: abs(math.log(ar) - math.log(_ratio(r))))
+
+
+def bucket_of(width: int, height: int, duration_s: float, cfg: ShardConfig) -> str:
+    short = min(width, height)
+    res = max((e for e in cfg.resolution_edges if e <= short), default=cfg.resolution_edges[0])
+    nearest = aspect_of(width, height, cfg)
+    edges = cfg.length_edges_s
+    lo = max((e for e in edges if e <= duration_s), default=edges[0])
+    higher = [e for e in edges if e > lo]
+    length = f"{_fmt(lo)}-{_fmt(higher[0])}s" if higher else f"{_fmt(lo)}s+"
+    return f"res{res}_ar{nearest.replace(':', 'x')}_len{length}"
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x).replace(".", "p")
+
+
+def tokenizer_bucket(width: int, height: int, frames: int) -> str:
+    return f"{width}x{height}_t{frames}"
+
+
+# --------------------------------------------------------------------------- selection
+def _column_value(row: dict[str, Any], column: str) -> Any:
+    if column.startswith("checks."):
+        metric = column[len("checks."):]
+        for c in row.get("checks") or []:
+            if c.get("metric") == metric:
+                return c.get("value")
+        return None
+    return row.get(column)
+
+
+class Selection:
+    """Split membership of kept clips, decided in one pass (manifest order).
+
+    Per split: all `where` conditions, then the type quotas, then the bucket caps. Quotas
+    and caps count the clips admitted so far, so `type_max_fraction` holds at every point
+    of the pass, and the outcome depends only on the manifest (deterministic)."""
+
+    def __init__(self, splits: dict[str, SplitRules], columns: Iterable[str] | None = None):
+        self.splits = splits
+        self.conditions = {name: [(w, where.parse_rule(w)) for w in rules.where] for name, rules in splits.items()}
+        if columns is not None:
+            self.validate(set(columns))
+        self.admitted: dict[str, int] = Counter()
+        self.by_type: dict[str, Counter[str]] = {n: Counter() for n in splits}
+        self.by_bucket: dict[str, Counter[str]] = {n: Counter() for n in splits}
+        self.considered = 0
+        self.refused: dict[str, Counter[str]] = {n: Counter() for n in splits}  # split -> reason -> clips
+
+    def validate(self, columns: set[str]) -> None:
+        for name, rules in self.splits.items():
+            for col in rules.columns():
+                if col not in columns:
+                    raise ShardError(
+                        f"shard.splits.{name}: column {col!r} is not in the manifest; its columns are: "
+                        f"{', '.join(sorted(columns))}")
+
+    def select(self, row: dict[str, Any], bucket: str) -> list[str]:
+        self.considered += 1
+        out = []
+        for name, rules in self.splits.items():
+            reason = self._refusal(name, rules, row, bucket)
+            if reason:
+                self.refused[name][reason] += 1
+                continue
+            out.append(name)
+            self.admitted[name] += 1
+            self.by_bucket[name][bucket] += 1
+            self.by_type[name][str(row.get(rules.type_column))] += 1
+        return out
+
+    def _refusal(self, name: str, rules: SplitRules, row: dict[str, Any], bucket: str) -> str | None:
+        for text, tree in self.conditions[name]:
+            if not where.matches(tree, row, lambda column: _column_value(row, column)):
+                return f"where: {text}"
+        kind = str(row.get(rules.type_column))
+        if kind in rules.type_max_count and self.by_type[name][kind] + 1 > rules.type_max_count[kind]:
+            return f"type_max_count: {kind}"
+        if kind in rules.type_max_fraction:
+            if self.by_type[name][kind] + 1 > rules.type_max_fraction[kind] * (self.admitted[name] + 1) + 1e-9:
+                return f"type_max_fraction: {kind}"
+        cap = rules.bucket_caps.get(bucket, rules.bucket_max)
+        if cap is not None and self.by_bucket[name][bucket] + 1 > cap:
+            return f"bucket cap: {bucket}"
+        return None
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass
+class Sample:
+    key: str
+    row: dict[str, Any]  # the clip's manifest row
+    window: win.Window | None = None  # tokenizer profile
+
+
+@dataclass
+class ShardSpec:
+    bucket: str
+    index: int
+    samples: list[Sample] = field(default_factory=list)
+    split: str = "pretrain"
+    profile: str = "wfm"
+    encode: dict[str, Any] | None = None  # tokenizer: width, height, fps, crf, preset, threads
+
+    @property
+    def name(self) -> str:
+        """Path below shards/, without the extension."""
+        return f"{self.split}/{self.profile}/{self.bucket}/shard-{self.index:06d}"
+
+    def digest(self) -> str:
+        h = hashlib.sha256(json.dumps([self.profile, self.encode], sort_keys=True).encode())
+        for s in self.samples:
+            h.update(json.dumps([s.key, s.window and vars(s.window), sample_json(s.row)],
+                                sort_keys=True, default=str).encode())
+        return h.hexdigest()[:24]
+
+
+def sample_json(row: dict[str, Any]) -> dict[str, Any]:
+    d = {k: v for k, v in row.items() if k not in JSON_EXCLUDE and v is not None}
+    if "checks" in d:
+        d["checks"] = [dict(c) for c in d["checks"]]
+    return d
+
+
+@dataclass
+class ProfileStats:
+    clips: int = 0  # clips of this split that gave at least one sample
+    samples: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)  # reason -> clips with no sample
+
+
+class Planner:
+    """Streams kept clips (manifest order) into shard specs for every split x profile.
+
+    Memory holds one open shard per (split, profile, bucket), never the whole manifest."""
+
+    def __init__(self, cfg: ShardConfig, columns: Iterable[str] | None = None):
+        self.cfg = cfg
+        self.selection = Selection(cfg.splits, columns)
+        self.stats: dict[tuple[str, str], ProfileStats] = {
+            (s, p): ProfileStats() for s in cfg.splits for p in cfg.profile}
+        self.clips = 0  # distinct clips with a sample in some split and profile
+        t = cfg.tokenizer
+        self.encode = {"fps": t.fps, "crf": t.crf, "preset": t.preset, "threads": t.threads}
+
+    def plan(self, clips: Iterable[dict[str, Any]]) -> Iterator[ShardSpec]:
+        open_: dict[tuple[str, str, str], ShardSpec] = {}
+        sizes: dict[tuple[str, str, str], int] = {}
+        max_bytes = self.cfg.max_shard_mb * 1024 * 1024
+        for c in clips:
+            wfm_bucket = bucket_of(c["clip_width"], c["clip_height"], c["clip_duration_s"] or 0.0, self.cfg)
+            sampled = False
+            for split in self.selection.select(c, wfm_bucket):
+                for profile in self.cfg.profile:
+                    produced = self._samples(c, profile, wfm_bucket)
+                    st = self.stats[(split, profile)]
+                    if isinstance(produced, str):
+                        st.left_out[produced] += 1
+                        continue
+                    st.clips += 1
+                    sampled = True
+                    for sample, bucket, nbytes in produced:
+                        st.samples += 1
+                        key = (split, profile, bucket)
+                        cur = open_.get(key)
+                        if cur is not None and cur.samples and (
+                                len(cur.samples) >= self.cfg.samples_per_shard or sizes[key] + nbytes > max_bytes):
+                            yield cur
+                            cur = open_[key] = self._spec(split, profile, bucket, cur.index + 1)
+                            sizes[key] = 0
+                        if cur is None:
+                            cur = open_[key] = self._spec(split, profile, bucket, 0)
+                            sizes[key] = 0
+                        cur.samples.append(sample)
+                        sizes[key] += nbytes
+            self.clips += sampled
+        for key in sorted(open_):
+            if open_[key].samples:
+                yield open_[key]
+
+    def _spec(self, split: str, profile: str, bucket: str, index: int) -> ShardSpec:
+        enc = None
+        if profile == "tokenizer":
+            size, _, frames = bucket.partition("_t")
+            w, _, h = size.partition("x")
+            enc = {**self.encode, "width": int(w), "height": int(h), "frames": int(frames)}
+        return ShardSpec(bucket, index, [], split, profile, enc)
+
+    def _samples(self, c: dict[str, Any], profile: str, wfm_bucket: str) -> list[tuple[Sample, str, int]] | str:
+        """(sample, bucket, estimated bytes) for one clip in one profile, or why none."""
+        if profile == "wfm":
+            return [(Sample(c["clip_id"], c), wfm_bucket, int(c.get("clip_bytes") or 0) + 2048)]
+        t = self.cfg.tokenizer
+        if not c.get("clip_fps") or not c.get("clip_frames"):
+            return "no frame count or fps in the manifest"
+        width, height = win.target_size(aspect_of(c["clip_width"], c["clip_height"], self.cfg),
+                                        t.short_side, t.multiple, t.sizes)
+        total = win.resampled_count(c["clip_frames"], win.rate(c["clip_fps"]), win.rate(t.fps))
+        ws = win.windows(total, t.max_frames, t.min_frames, t.temporal_factor)
+        if not ws:
+            return f"shorter than min_frames ({t.min_frames} at {_fmt(t.fps)} fps)"
+        # bytes: the clip's bits per pixel-frame, at the window's pixel-frames (a planning estimate)
+        bpp = int(c.get("clip_bytes") or 0) / max(1, c["clip_width"] * c["clip_height"] * c["clip_frames"])
+        return [(Sample(f"{c['clip_id']}-w{w.index:03d}", c, w), tokenizer_bucket(width, height, w.frames),
+                 int(bpp * width * height * w.frames) + 2048) for w in ws]
+
+
+def plan(clips: Iterable[dict[str, Any]], cfg: ShardConfig) -> Iterator[ShardSpec]:
+    """Shard specs for kept clip rows in manifest order (no column validation)."""
+    return Planner(cfg).plan(clips)

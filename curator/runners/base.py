@@ -1,0 +1,44 @@
+"""The one interface every runner implements (datatrove's executor base is the model).
+
+    runner.stream(pipeline, listing) -> Iterator[list[Row]]   the per-clip stages
+    runner.map(fn, items)            -> Iterator[result]      run-level phases (shards, dedup)
+    runner.progress()                -> dict                  per-stage batches/rows/nodes so far
+    runner.close()
+    runner.name, runner.distributed                          "local" / "ray"; whether work
+                                                             leaves this process (Ray)
+
+Callers use these and nothing else: no `getattr(runner, ...)`, no class-name checks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from curator.listing import Listing
+    from curator.pipeline import Pipeline
+    from curator.records import Row
+
+
+class Runner(ABC):
+    #: the `run.runner` value that selects it
+    name: ClassVar[str] = ""
+    #: True when stages and `map` run outside this process (Ray tasks and actors):
+    #: phases then ship work as tasks and keep shared files where every node reads them
+    distributed: ClassVar[bool] = False
+
+    @abstractmethod
+    def stream(self, pipeline: "Pipeline", listing: "Listing") -> Iterator[list["Row"]]:
+        """Input rows through the pipeline's stages; processed rows in any order, grouped."""
+
+    @abstractmethod
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """fn over items, results in item order (fn and items must pickle when distributed)."""
+
+    def progress(self) -> dict[str, Any]:
+        """Per-stage batches, rows, seconds and nodes so far (curator.tracking's snapshot)."""
+        return {"stages": {}, "nodes": {}}
+
+    def close(self) -> None:
+        """Release what the runner holds (stages, models)."""
