@@ -189,6 +189,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     except index.SearchError as exc:
         print(f"curator: {exc}", file=sys.stderr)
         return 1
+    assert res is not None  # an explicit target always indexes
     print(f"{res['added']} clips added ({res['skipped']} already indexed) to {storage.display(res['index'])}")
     return 0
 
@@ -298,6 +299,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         except registry.ModelError as exc:
             print(f"curator: {exc}", file=sys.stderr)
             return 1
+    return 0
+
+
 def cmd_refilter(args: argparse.Namespace) -> int:
     from curator.phases import refilter
     from curator.rundir import RunDir

@@ -24,10 +24,10 @@ from collections import Counter
 from typing import Any, Iterable
 
 from curator import manifest, storage
+from curator.listing import InputNotFound, Listing, clear_work, list_inputs, write_listing
 from curator.phases import PhaseState, build, run_phases
 from curator.phases.summary import Summary
 from curator.pipeline import Pipeline, PipelineError
-from curator.listing import InputNotFound, Listing, clear_work, list_inputs, write_listing
 from curator.progress import NullProgress, Progress
 from curator.records import OK, SKIPPED, Reason, Row, stop
 from curator.rundir import RunDir

@@ -119,8 +119,8 @@ class _Parser:
         if not self.toks:
             raise WhereError("empty predicate")
         node = self.or_()
-        if self.peek() is not None:
-            t = self.peek()
+        t = self.peek()
+        if t is not None:
             raise WhereError(f"unexpected {t.value!r} at {t.pos}")
         return node
 

@@ -46,7 +46,7 @@ def load(device: str = "auto"):  # -> TransNetV2
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    saved = {
+    saved: dict[str, Any] = {
         "det": torch.are_deterministic_algorithms_enabled(),
         "det_warn": torch.is_deterministic_algorithms_warn_only_enabled(),
         "torch_rng": torch.get_rng_state(),

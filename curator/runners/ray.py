@@ -213,7 +213,7 @@ class RayRunner(Runner):
         # records its videos as lost (and a rerun retries them)
         dctx.max_errored_blocks = self.cfg.max_failed_blocks
         schema = pipeline.flow_schema
-        ds = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
+        ds: Any = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
         groups = group_stages(pipeline.specs, ctx, fuse=self.cfg.fuse_stages)
         self._actor_cpu_scale = fit_actor_cpus(groups, ray.cluster_resources().get("CPU", 0.0),

@@ -87,10 +87,10 @@ class _Demuxer:
         return _CodecId(self._s.codec_context.name, self._s.codec_context.extradata)
 
     def GetTimebaseNum(self) -> int:
-        return self._s.time_base.numerator
+        return self._s.time_base.numerator if self._s.time_base else 1
 
     def GetTimebaseDen(self) -> int:
-        return self._s.time_base.denominator
+        return self._s.time_base.denominator if self._s.time_base else 1
 
     def Demux(self) -> PacketData:
         if self._ended:
@@ -156,7 +156,7 @@ class _Decoder:
             surface.fill(0xAB)
         self._issued = []
         out = []
-        for frame in self._ctx.decode(packet._packet):  # None flushes
+        for frame in self._ctx.decode(packet._packet):  # type: ignore[attr-defined]  # a VideoCodecContext; None flushes
             if self._owner.fail_decode_at is not None and self.frames >= self._owner.fail_decode_at:
                 raise PyNvVCException(f"cuvidDecodePicture failed at frame {self.frames}")
             surface = np.array(_native(frame))

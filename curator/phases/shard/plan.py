@@ -244,9 +244,9 @@ class Planner:
                         cur.samples.append(sample)
                         sizes[key] += nbytes
             self.clips += sampled
-        for key in sorted(open_):
-            if open_[key].samples:
-                yield open_[key]
+        for open_key in sorted(open_):
+            if open_[open_key].samples:
+                yield open_[open_key]
 
     def _spec(self, split: str, profile: str, bucket: str, index: int) -> ShardSpec:
         enc = None

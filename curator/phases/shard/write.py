@@ -141,7 +141,9 @@ def build_indexes(results: list[dict[str, Any]], cfg: ShardConfig) -> dict[tuple
         for profile in cfg.profile:
             prefix = f"{split}/{profile}/"
             rows = sorted((r for r in results if r["shard"].startswith(prefix)), key=lambda r: r["shard"])
-            shards, buckets, first = [], {}, 0
+            shards: list[Any] = []
+            buckets: dict[str, Any] = {}
+            first = 0
             for r in rows:
                 rel = r["shard"][len(prefix):]
                 shards.append({"path": rel, "index": rel[: -len(".tar")] + ".json", "bucket": r["bucket"],
