@@ -47,8 +47,20 @@ def load() -> Any:
     return PyNvVideoCodec
 
 
+#: device nodes of the NVIDIA driver (Linux; /dev/dxg under WSL): without any, no CUDA device
+NVIDIA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
 def has_cuda() -> bool:
-    """Is there a CUDA device? (The one seam tests turn on to drive the CPU double.)"""
+    """Is there a CUDA device? (The one seam tests turn on to drive the CPU double.)
+
+    On Linux without the driver's device nodes the answer is no without importing torch,
+    which costs seconds in every worker process of a CPU-only run."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in NVIDIA_DEVICE_NODES):
+        return False
     import torch
 
     return torch.cuda.is_available()
