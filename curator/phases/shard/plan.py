@@ -1,29 +1,8 @@
-"""Shard: kept clips into webdataset tars, per training split, output profile and bucket.
+"""Shard planning: which kept clips go into which split, profile, bucket and shard.
 
-A global phase over the consolidated manifest, in one pass: each kept clip is tested
-against every split's rules (`shard.splits`), and each split it enters receives the clip
-in every output profile (`shard.profile`):
-
-- ``wfm``: the clip as curated (its staged mp4), bucketed by resolution x aspect ratio x
-  length (``res720_ar16x9_len5-10s``);
-- ``tokenizer``: the clip resampled to a fixed fps, resized and centre-cropped to a size
-  divisible by the tokenizer's spatial factor, cut into windows of 1 + factor*k frames,
-  each re-encoded as its own sample ``<clip_id>-w000``; bucketed by exact shape
-  (``448x256_t121``: width x height, frames), so a batch from one bucket stacks.
-
-Layout under the output::
-
-    shards/index.json                                   splits x profiles, with counts
-    shards/README.md                                    dataset card
-    shards/<split>/<profile>/index.json                 the split's shards: samples, first sample, bytes
-    shards/<split>/<profile>/<bucket>/shard-000000.tar  <key>.mp4 + <key>.json (+ <key>.txt, ...)
-    shards/<split>/<profile>/<bucket>/shard-000000.json shard index: keys, byte offsets, digest
-
-The plan is deterministic (manifest order, then bucket; shards cut by sample count and
-bytes) and tar members carry fixed metadata (mtime 0, uid 0, mode 0644); re-encoded
-windows use a fixed thread count: the same manifest gives the same names and bytes. A
-shard's index is written after its tar, both atomically; a rerun skips shards whose index
-exists with the same digest (the per-shard completion marker).
+Buckets, split rules and the deterministic plan (manifest order, then bucket; shards cut
+by sample count and bytes). The phase, its layout and its guarantees are described in
+:mod:`curator.phases.shard`.
 """
 
 from __future__ import annotations
