@@ -48,11 +48,14 @@ class ModelsConfig(_Model):
 #: per stage, keys that say how a stage runs, not what it produces: left out of the
 #: content hash, so changing them does not make a rerun into the same output refuse
 RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
+    "split": ("encode_shots",),  # where clips are encoded, not what they contain
     "embed": ("device", "forward_batch_size"),
     "caption": ("device", "batch_size", "endpoint.url", "endpoint.api_key_env", "endpoint.concurrency",
                 "endpoint.timeout_s", "endpoint.retries", "endpoint.backoff_s", "endpoint.rate_limit_rps",
                 "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size"),
 }
+
+
 class ReportConfig(_Model):
     """`curator report RUN`: what the HTML report shows (it never changes a run's output)."""
 

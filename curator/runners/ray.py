@@ -161,15 +161,21 @@ def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = 
     return read_part(item["uri"])
 
 
+#: CPUs of the tasks Ray Data runs for its own operators (repartitions) between stages
+RAY_DATA_TASK_CPUS = 1.0
+
+
 def fit_actor_cpus(stages: list[StageGroup] | list[Stage], cluster_cpus: float, embedded: bool) -> float:
     """The factor to scale actor CPU reservations by so that every actor pool at its
     minimum size plus the widest task still fits the cluster; otherwise the pools hold all
     CPUs and the task stages between them never run (the job hangs).
 
-    On an embedded Ray the reservations are scaled down (with a warning); on a cluster,
-    which may autoscale, only a warning is given."""
+    The widest task is at least one CPU: Ray Data's own operators between the stages (the
+    streaming repartitions) run as 1-CPU tasks, and with less than a CPU left they never
+    start. On an embedded Ray the reservations are scaled down (with a warning); on a
+    cluster, which may autoscale, only a warning is given."""
     pools = sum(s.resources.min_actors * s.resources.num_cpus for s in stages if s.stateful)
-    widest_task = max((s.resources.num_cpus for s in stages if not s.stateful), default=0.0)
+    widest_task = max([s.resources.num_cpus for s in stages if not s.stateful] + [RAY_DATA_TASK_CPUS])
     if not pools or pools + widest_task <= cluster_cpus:
         return 1.0
     if not embedded:

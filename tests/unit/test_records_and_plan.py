@@ -105,6 +105,10 @@ def test_actor_pools_are_fitted_to_an_embedded_ray():
     factor = fit_actor_cpus(stages, 2, embedded=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
     assert fit_actor_cpus(stages, 2, embedded=False) == 1.0  # a cluster may scale up
+    # only half-CPU tasks between the pools: still a whole CPU left for Ray Data's repartitions
+    small = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.ingest, ctx)]
+    factor = fit_actor_cpus(small, 2, embedded=True)
+    assert 2 * factor + 1.0 <= 2.0 + 1e-9
 
 
 @pytest.mark.parametrize("overrides, expected", [
