@@ -63,6 +63,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def five_shots(tmp_path_factory):
+    """A generated 192x108 video of five shots with known cut frames: (path, cuts)."""
+    from curator.testing.synth import make_shots_video
+
+    path = tmp_path_factory.mktemp("five-shots") / "cuts.mp4"
+    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("zoneplate", 61), ("sierpinski", 38)]
+    return path, make_shots_video(str(path), shots, width=192, height=108, fps=25)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A model directory holding tiny random-weight models built here (no download):
     open_clip `open_clip:tiny-test/random`, the LLaVA-style VLM `hf:curator-test/tiny-llava`

@@ -5,7 +5,6 @@ import pytest
 from curator.config import PipelineConfig
 from curator.media.probe import probe
 from curator.stage import RunContext
-from curator.testing.synth import make_shots_video
 from stages.split import SplitStage
 
 pytestmark = pytest.mark.integration
@@ -25,11 +24,8 @@ def _split(path, method, **kw):
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gen") / "cuts.mp4"
-    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("zoneplate", 61), ("sierpinski", 38)]
-    cuts = make_shots_video(str(path), shots, width=192, height=108, fps=25)
-    return path, cuts
+def generated(five_shots):
+    return five_shots
 
 
 @pytest.mark.parametrize("method", METHODS)

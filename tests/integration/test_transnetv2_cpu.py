@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from curator.models import transnetv2
-from curator.testing.synth import make_shots_video
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +24,8 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def multishot(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tnet") / "shots.mp4"
-    shots = [("testsrc2", 40), ("mandelbrot", 55), ("gradients", 47), ("zoneplate", 61), ("sierpinski", 38)]
-    cuts = make_shots_video(str(path), shots, width=192, height=108, fps=25)
-    return path, cuts
+def multishot(five_shots):
+    return five_shots
 
 
 @pytest.fixture
