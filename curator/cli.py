@@ -353,6 +353,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    from curator import __version__
+
+    ap.add_argument("--version", action="version", version=f"curator {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="curate videos: input URI -> clips, manifest and shards at output URI")
@@ -476,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as exc:
         print(f"curator: stopped ({exc}); finished videos are kept, rerun to resume", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:
+        print("\ncurator: interrupted; finished videos are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `curator config --defaults | head`: the reader left, not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except ConfigError as exc:
         print(f"curator: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from curator import storage
 from curator.config import Resources, RunConfig
 from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
-from curator.pipeline import Pipeline, StageGroup, StageSpec, group_stages
+from curator.pipeline import Pipeline, PipelineError, StageGroup, StageSpec, group_stages
 from curator.records import Row, to_table
 from curator.runners.base import Runner
 from curator.stage import RunContext, Stage
@@ -56,15 +56,41 @@ def init_ray(cfg: RunConfig) -> None:
     # ray.init replaces the SIGTERM handler with a plain exit; keep the caller's (the CLI's
     # turns SIGTERM into a clean stop: progress.json says `stopped`, exit status 143)
     previous = _sigterm_handler()
-    if cfg.address:
-        ray.init(address=cfg.address, **kwargs)
+    address = cluster_address(cfg)
+    if address:
+        ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+        # an http(s) RAY_ADDRESS is for job submission (checked in cluster_address): an
+        # embedded Ray must not read it
+        saved = os.environ.pop("RAY_ADDRESS", None)
+        try:
+            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+        finally:
+            if saved is not None:
+                os.environ["RAY_ADDRESS"] = saved
     if callable(previous):
         import signal
 
         signal.signal(signal.SIGTERM, previous)
+
+
+def cluster_address(cfg: RunConfig) -> str | None:
+    """The Ray cluster `curator run` joins: `run.address`, else a GCS address in RAY_ADDRESS,
+    else None (an embedded Ray). An http(s) address is the Jobs API's (`curator submit`
+    reads it): from RAY_ADDRESS it is ignored with a note; as `--address` it is an error."""
+    if cfg.address:
+        if cfg.address.startswith(("http://", "https://")):
+            raise PipelineError(f"--address {cfg.address} is a Ray dashboard / job-submission address: use "
+                                f"`curator submit --address {cfg.address} ...` to run on that cluster, or give "
+                                "`curator run --address` the cluster's GCS address (HOST:6379, or auto on a node)")
+        return cfg.address
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env.startswith(("http://", "https://")):
+        log.warning("RAY_ADDRESS=%s is a job-submission address (`curator submit` uses it); `curator run` "
+                    "ignores it and starts an embedded Ray (pass --address HOST:6379 to join a cluster)", env)
+        return None
+    return env or None
 
 
 def _sigterm_handler() -> Any:

@@ -1,0 +1,83 @@
+"""The first minutes with the real binary: --version, pipes, Ctrl-C, Ray addresses."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curator.config import RunConfig
+from curator.pipeline import PipelineError
+from curator.runners.ray import cluster_address
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def curator(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "curator", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_version():
+    from curator import __version__
+
+    proc = curator("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"curator {__version__}"
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """`curator config --defaults | head -1`: the reader leaves early."""
+    proc = subprocess.Popen([sys.executable, "-m", "curator", "config", "--defaults"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = proc.stdout.read(10)
+    proc.stdout.close()  # like head: one read, then gone
+    err = proc.stderr.read().decode()
+    assert first and proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    from curator.testing.synth import make_shots_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    make_shots_video(str(src / "a.mp4"), [("testsrc2", 750), ("mandelbrot", 750)], width=640, height=360, fps=25)
+    for i in range(3):
+        shutil.copy(src / "a.mp4", src / f"copy{i}.mp4")
+    proc = subprocess.Popen([sys.executable, "-m", "curator", "run", "--input", str(src), "--output",
+                             str(tmp_path / "out"), "--runner", "local", "--set", "stages.split.method=scenedetect",
+                             "--set", "stages.order=[]"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "out" / "staging").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "interrupted" in err and "rerun" in err
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_http_ray_address_is_for_submit(tmp_path, monkeypatch):
+    """Ray's convention: RAY_ADDRESS=http://HEAD:8265 addresses the Jobs API. `curator run`
+    ignores it (embedded Ray, with a note); `--address http://…` is refused with the fix."""
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    assert cluster_address(RunConfig()) is None
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert cluster_address(RunConfig()) == "10.0.0.5:6379"
+    with pytest.raises(PipelineError, match="curator submit"):
+        cluster_address(RunConfig(address="http://127.0.0.1:8265"))
+
+    proc = curator("run", "--input", str(ROOT / "samples"), "--output", str(tmp_path / "out"),
+                   "--address", "http://127.0.0.1:8265",
+                   env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "curator submit --address http://127.0.0.1:8265" in proc.stderr
+    assert "Traceback" not in proc.stderr
