@@ -280,6 +280,14 @@ def search(index_uri: str, *, vector: np.ndarray | None = None, where_text: str 
         faiss.normalize_L2(q)
         if meta.doc.get("dim") and q.shape[1] != meta.doc["dim"]:
             raise SearchError(f"query vector has {q.shape[1]} dims, the index {meta.doc['dim']}")
+    if tree is not None and meta.segments:
+        known: set[str] = set()
+        for seg in meta.segments:
+            known.update(_schema_names(meta.seg_uri(seg, "parquet")))
+        unknown = sorted({c for c in where.columns(tree) if c.split(".")[0] not in known})
+        if unknown:  # a typo would otherwise match nothing, silently
+            raise SearchError(f"--where: no column {', '.join(map(repr, unknown))} in this index; its columns: "
+                              + ", ".join(sorted(known)))
     found: list[tuple[float, int, int]] = []  # (score, segment number, row)
     want = limit + (1 if exclude else 0)
     for sn, seg in enumerate(meta.segments):

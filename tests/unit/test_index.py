@@ -193,6 +193,9 @@ def test_search_cli_prints_a_table_with_clip_uris(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "--where", "motion_tag = pan_left"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "literal" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "--where", "motion_tga = 'pan_left'"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "no column 'motion_tga'" in proc.stderr and "motion_tag" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "curator", "search", ix, "museum interiors"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "test-model" in proc.stderr
