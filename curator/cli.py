@@ -67,9 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
     _setup_logging(cfg.run.log_level)
     pipeline = pl.build(cfg)
-    for name, reqs in pipeline.skipped:
-        for r in reqs:
-            print(f"[curator] skipping stage {name}: {r.describe()}", file=sys.stderr)
+    if pipeline.skipped:
+        print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
     summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))

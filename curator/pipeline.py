@@ -87,10 +87,20 @@ class Pipeline:
         return stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
 
     def describe(self) -> str:
-        lines = ["stages: " + " -> ".join(s.name for s in self.specs)]
+        """The stage graph in one line (skipped stages: :meth:`skipped_table`)."""
+        line = "stages: " + " -> ".join(s.name for s in self.specs)
+        if self.skipped:
+            line += " (skipped: " + ", ".join(name for name, _ in self.skipped) + ")"
+        return line
+
+    def skipped_table(self) -> str:
+        """Skipped stages, one line each with what is missing and the fix; '' when none."""
+        if not self.skipped:
+            return ""
+        width = max(len(name) for name, _ in self.skipped)
+        lines = [f"{len(self.skipped)} optional stage(s) skipped (what is missing, and the fix):"]
         for name, reqs in self.skipped:
-            for r in reqs:
-                lines.append(f"skipped {name}: {r.describe()}")
+            lines.append(f"  {name:{width}s}  " + "; ".join(r.describe() for r in reqs))
         return "\n".join(lines)
 
 

@@ -117,7 +117,7 @@ def test_default_config_runs_offline_and_names_the_missing_caption_model(tmp_pat
                         "--runner", "local"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "CURATOR_MODEL_DIR": str(empty_models)})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "skipping stage caption" in r.stderr
+    assert "optional stage(s) skipped" in r.stderr and "\n  caption" in r.stderr
     assert "curator models download hf:HuggingFaceTB/SmolVLM-256M-Instruct" in r.stderr
     assert str(empty_models / "hf" / "HuggingFaceTB" / "SmolVLM-256M-Instruct") in r.stderr
     rows = manifest.read_manifest(str(tmp_path / "out")).to_pylist()
