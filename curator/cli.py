@@ -73,6 +73,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
     print(summary.format())
+    return run_status(summary, cfg)
+
+
+#: `curator run` exit statuses beyond 0 (done), 1 (error), 2 (bad config), 130 (Ctrl-C), 143 (stopped)
+EXIT_NO_INPUT = 3
+EXIT_TOO_MANY_ERRORS = 4
+
+
+def run_status(summary: Any, cfg: PipelineConfig) -> int:
+    """0 when the run did its work within run.max_error_rate; else a status and one line."""
+    if summary.videos == 0:
+        print(f"curator: no input videos under {cfg.input} (extensions: {', '.join(cfg.stages.ingest.extensions)}); "
+              "check the path or prefix", file=sys.stderr)
+        return EXIT_NO_INPUT
+    if summary.error_rate > cfg.run.max_error_rate:
+        print(f"curator: {summary.videos_failed} of {summary.videos} videos failed ({summary.error_rate:.0%}), "
+              f"more than run.max_error_rate={cfg.run.max_error_rate:g}; their reasons are in the manifest "
+              "(`curator report OUTPUT`); rerun with --only-failed after fixing the cause", file=sys.stderr)
+        return EXIT_TOO_MANY_ERRORS
     return 0
 
 

@@ -22,6 +22,10 @@ class RunConfig(_Model):
         "resources) in one operator, at most one model-loading stage each, so rows are not passed between "
         "processes at every stage; false: one operator per stage."
     )
+    max_error_rate: float = Field(
+        0.5, ge=0, le=1, description="`curator run` exits non-zero (status 4) when more than this fraction of the "
+        "input videos failed (status `error`: unreadable, broken, lost); rejections by filters are not errors."
+    )
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
     item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")

@@ -9,7 +9,7 @@ from typing import Any
 
 from curator import metrics, storage
 from curator.phases.base import PhaseState
-from curator.records import OK
+from curator.records import ERROR, OK
 from curator.rundir import ManifestFile, RunDir
 
 NAME = "summary"
@@ -23,13 +23,20 @@ class Summary:
     videos_ok: int = 0
     videos_resumed: int = 0
     videos_lost: int = 0
+    videos_failed: int = 0  # status `error`: unreadable, broken or lost (rejections by a filter are not errors)
     clips: int = 0
     clips_kept: int = 0
+    clips_failed: int = 0
     rejects: dict[str, int] = field(default_factory=dict)  # "stage/reason" -> count
     shards: int = 0
     shard_samples: int = 0
     elapsed_s: float = 0.0
     output: str = ""
+
+    @property
+    def error_rate(self) -> float:
+        """Failed videos over all videos in the manifest (those finished by earlier runs too)."""
+        return self.videos_failed / self.videos if self.videos else 0.0
 
     def format(self) -> str:
         lines = [
@@ -43,6 +50,8 @@ class Summary:
             lines.append("rejects by reason:")
             for k, v in sorted(self.rejects.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"  {v:6d}  {k}")
+        if self.videos_failed or self.clips_failed:
+            lines.append(f"errors:      {self.videos_failed} videos, {self.clips_failed} clips")
         lines.append(f"time:        {self.elapsed_s:.1f} s")
         lines.append(f"output:      {storage.display(self.output)}")
         return "\n".join(lines)
@@ -57,11 +66,14 @@ def summarize(rundir: RunDir, elapsed: float, resumed: int, shard_results: list[
     s = Summary(output=rundir.uri, elapsed_s=round(elapsed, 3), videos_resumed=resumed)
     rejects: Counter[str] = Counter()
     for r in mf.rows(["kind", "status", "stage", "reason", "num_clips"]):
+        failed = r["status"] == ERROR
         if r["kind"] == "video":
             s.videos += 1
             s.videos_ok += (r.get("num_clips") or 0) > 0
+            s.videos_failed += failed
         else:
             s.clips += 1
+            s.clips_failed += failed
             if r["status"] == OK:
                 s.clips_kept += 1
         if r["status"] != OK:
@@ -82,5 +94,5 @@ def run(state: PhaseState) -> Summary:
         summary.videos_lost = state.counts.get("videos_lost", 0)
         doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary)}, mf)
     state.rundir.write_metrics(state.placement(doc) if state.placement else doc)
-    state.rundir.write_summary(asdict(summary))
+    state.rundir.write_summary({**asdict(summary), "error_rate": round(summary.error_rate, 6)})
     return summary

@@ -81,3 +81,32 @@ def test_http_ray_address_is_for_submit(tmp_path, monkeypatch):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "curator submit --address http://127.0.0.1:8265" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_exit_status_says_whether_the_run_did_its_work(tmp_path, media_dir):
+    """0 within run.max_error_rate; 3 without inputs; 4 when too many videos failed;
+    summary.json counts the errors."""
+    import json
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = curator("run", "-i", str(empty), "-o", str(tmp_path / "o1"), "--runner", "local")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "no input videos under" in proc.stderr and "Traceback" not in proc.stderr
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("not_a_video.mp4", "empty.mp4", "bikes_truncated.mp4"):
+        shutil.copy(media_dir / name, bad / name)
+    shutil.copy(media_dir / "bikes.mp4", bad / "bikes.mp4")
+    args = ["run", "-i", str(bad), "--runner", "local", "--set", "stages.split.method=scenedetect",
+            "--set", "stages.order=[]"]
+    proc = curator(*args, "-o", str(tmp_path / "o2"))
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "3 of 4 videos failed (75%)" in proc.stderr and "run.max_error_rate=0.5" in proc.stderr
+    summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert summary["videos_failed"] == 3 and summary["error_rate"] == 0.75
+    assert "errors:      3 videos" in proc.stdout
+
+    proc = curator(*args, "-o", str(tmp_path / "o3"), "--set", "run.max_error_rate=0.8")
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -80,6 +80,7 @@ def hostile(tmp_path_factory):
     before = _tree(root, out)
     env = {**os.environ, **PLANTED, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
     sets = ["stages.split.method=scenedetect", "run.log_level=DEBUG", "run.progress_interval_s=0.5",
+            "run.max_error_rate=1",  # a corpus of broken files: most inputs fail by design
             "storage.azure.connection_string_env=CURATOR_TEST_AZ_CONN",
             "storage.azure.account_key_env=CURATOR_TEST_AZ_KEY"]
     set_args = [a for s in sets for a in ("--set", s)]
