@@ -116,12 +116,15 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
 #: columns that differ between two runs over the same input (everything else is equal)
 RUN_VARYING = ("timings", "finished_at")
 
+#: the transient column in which split hands the clips it encoded in its pass to transcode
+ENCODED_SPANS = "encoded_spans"
+
 #: Columns that travel between stages but never reach the manifest (bytes).
 TRANSIENT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("mp4", pa.large_binary()),  # the encoded clip, until staging writes it
     ("video_bytes", pa.large_binary()),  # a remote source, fetched once by ingest
     # clips that split encoded in its decode pass (CPU transcoding), for transcode to use
-    ("encoded_spans", pa.list_(pa.struct([
+    (ENCODED_SPANS, pa.list_(pa.struct([
         ("start_frame", pa.int64()), ("end_frame", pa.int64()), ("mp4", pa.large_binary()),
         ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frames", pa.int64()),
         ("sha256", pa.string()), ("error", pa.string()),

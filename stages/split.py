@@ -18,10 +18,9 @@ import pyarrow as pa
 from curator.config import SplitConfig
 from curator.media.cut import detect_and_encode
 from curator.media.decode import DecodeStats, iter_frames
-from curator.media.encode import EncodedClip
 from curator.media.shots import make_detector
 from curator.media.source import source_of
-from curator.records import REJECTED, Reason, Row, stop
+from curator.records import ENCODED_SPANS, REJECTED, Reason, Row, stop
 from curator.stage import RunContext, Stage
 
 log = logging.getLogger(__name__)
@@ -61,10 +60,6 @@ def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
             spans.append({"start_frame": s, "end_frame": e,
                           "start_s": round(t_at(s), 6), "end_s": round(t_at(e), 6)})
     return spans
-
-
-#: the transient column in which split hands clips it encoded in its pass to transcode
-ENCODED = "encoded_spans"
 
 
 class SplitStage(Stage):
@@ -120,7 +115,6 @@ class SplitStage(Stage):
 
                 for idx, img in enumerate(nvcodec.detector_frames(source, transnetv2.SIZE, stats)):
                     detector.push_small(idx, stats.times[idx], img)
-                stats.times = []  # the detector keeps them
             else:
                 for idx, t, frame in iter_frames(source, stats=stats):
                     detector.push(idx, t, frame)
@@ -149,7 +143,7 @@ class SplitStage(Stage):
         made = [encoded[(s["start_frame"], s["end_frame"])] for s in spans
                 if (s["start_frame"], s["end_frame"]) in encoded]
         if made:
-            row[ENCODED] = [encoded_record(c) for c in made]
+            row[ENCODED_SPANS] = [c.to_record() for c in made]
         return row
 
 
@@ -175,9 +169,3 @@ def cpu_transcoding(ctx: RunContext) -> bool:
     except ImportError:
         pass
     return True
-
-
-def encoded_record(c: EncodedClip) -> dict[str, Any]:
-    return {"start_frame": c.span.start_frame, "end_frame": c.span.end_frame, "mp4": c.data,
-            "width": c.width, "height": c.height, "fps": c.fps, "frames": c.frames,
-            "sha256": c.sha256, "error": c.error}

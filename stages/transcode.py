@@ -16,7 +16,7 @@ from curator.config import TranscodeConfig
 from curator.media import encode, nvcodec
 from curator.media.decode import DecodeStats
 from curator.media.source import source_of
-from curator.records import OK, Reason, Row, clip_id_for, stop
+from curator.records import ENCODED_SPANS, OK, Reason, Row, clip_id_for, stop
 from curator.stage import Requirement, Stage
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class TranscodeStage(Stage):
     def process_row(self, row: Row) -> list[Row]:
         spans = [encode.Span(**s) for s in (row.get("spans") or [])]
         # clips split already encoded in its decode pass (CPU transcoding); the rest here
-        done = {(c["start_frame"], c["end_frame"]): c for c in (row.pop("encoded_spans", None) or [])}
+        done = {(c["start_frame"], c["end_frame"]): c for c in (row.pop(ENCODED_SPANS, None) or [])}
         todo = [s for s in spans if (s.start_frame, s.end_frame) not in done]
         made: list[encode.EncodedClip] = []
         mode, stats = "cpu", DecodeStats()
@@ -79,7 +79,7 @@ class TranscodeStage(Stage):
             made, mode, stats = self._encode(source_of(row), todo, rotation=int(row.get("rotation") or 0),
                                              fps=row.get("fps"), max_short_side=self.config.max_short_side)
         by_span = {(c.span.start_frame, c.span.end_frame): c for c in made}
-        clips = [by_span.get((s.start_frame, s.end_frame)) or from_record(s, done[(s.start_frame, s.end_frame)])
+        clips = [by_span.get((s.start_frame, s.end_frame)) or encode.EncodedClip.from_record(s, done[(s.start_frame, s.end_frame)])
                  for s in spans]
         encoder = nvcodec.ENCODER_NAMES[mode]
         row.pop("video_bytes", None)
@@ -114,8 +114,3 @@ class TranscodeStage(Stage):
             stop(row, self.name, Reason.TRANSCODE_FAILED, stats.error or "no clips encoded")
         return [row] + out
 
-
-def from_record(span: encode.Span, rec: dict) -> encode.EncodedClip:
-    """A clip that split encoded (see stages/split.py, `encoded_spans`)."""
-    return encode.EncodedClip(span, rec["mp4"], rec["width"], rec["height"], rec["fps"], rec["frames"],
-                              rec["sha256"], rec.get("error"))

@@ -40,6 +40,17 @@ class EncodedClip:
     sha256: str | None
     error: str | None = None
 
+    def to_record(self) -> dict[str, Any]:
+        """The clip as a row of the transient `encoded_spans` column (records.ENCODED_SPANS)."""
+        return {"start_frame": self.span.start_frame, "end_frame": self.span.end_frame, "mp4": self.data,
+                "width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames,
+                "sha256": self.sha256, "error": self.error}
+
+    @classmethod
+    def from_record(cls, span: Span, rec: dict[str, Any]) -> EncodedClip:
+        return cls(span, rec["mp4"], rec["width"], rec["height"], rec["fps"], rec["frames"], rec["sha256"],
+                   rec.get("error"))
+
 
 def output_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
     """Even dimensions, optionally downscaled so the short side is at most max_short_side."""

@@ -20,6 +20,7 @@ uses the labels to encode shots as they go by; the final shots are always those 
 from __future__ import annotations
 
 import enum
+import time
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,6 @@ class Detector:
 
     def push_small(self, idx: int, t: float, img: Any) -> None:
         """Feed frame `idx` already at the detector's size (e.g. resized on a GPU)."""
-        import time
-
         self.times.append(t)
         self.n = idx + 1
         t0 = time.perf_counter()
@@ -118,12 +117,15 @@ class TransNetDetector(Detector):
 
     def finish(self) -> None:
         self._add(self.stream.finish(self.known))
-        self._flat = np.concatenate(self.preds) if self.preds else np.zeros(0, np.float32)
-        self.preds = [self._flat]
+
+    def _flat(self) -> np.ndarray:
+        """All predictions so far as one array (the pieces are joined once per new window)."""
+        if len(self.preds) != 1:
+            self.preds = [np.concatenate(self.preds) if self.preds else np.zeros(0, np.float32)]
+        return self.preds[0]
 
     def _binary(self, idx: int) -> int:
-        flat = self.preds[0] if len(self.preds) == 1 else np.concatenate(self.preds)
-        self.preds = [flat]
+        flat = self._flat()
         return int(flat[idx] > self.threshold) if 0 <= idx < len(flat) else 0
 
     def settled(self) -> int:
@@ -138,7 +140,7 @@ class TransNetDetector(Detector):
     def shots(self) -> list[tuple[int, int]]:
         from curator.models import transnetv2
 
-        return transnetv2.scenes(self.preds[0][:self.n] if self.preds else np.zeros(0), self.threshold)
+        return transnetv2.scenes(self._flat()[:self.n], self.threshold)
 
 
 class SceneDetectDetector(Detector):
@@ -196,22 +198,17 @@ class FixedDetector(Detector):
         super().__init__()
         self.stride_s = stride_s
         self.starts: list[int] = []
+        self._start_set: set[int] = set()
         self._k = 1
 
     def _push(self, idx: int, t: float, img: np.ndarray | None) -> None:
-        if idx == 0:
-            self.starts.append(0)
-        elif t - self.times[0] >= self._k * self.stride_s - 1e-9:
+        if idx == 0 or t - self.times[0] >= self._k * self.stride_s - 1e-9:
             self.starts.append(idx)
-            self._k += 1
+            self._start_set.add(idx)
+            self._k += idx > 0
 
     def label(self, idx: int) -> Label:
-        return Label.START if idx in self._start_set() else Label.IN
-
-    def _start_set(self) -> set[int]:
-        if len(getattr(self, "_set", ())) != len(self.starts):
-            self._set = set(self.starts)
-        return self._set
+        return Label.START if idx in self._start_set else Label.IN
 
     def shots(self) -> list[tuple[int, int]]:
         if not self.n:

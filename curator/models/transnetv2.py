@@ -183,12 +183,6 @@ def scenes(predictions: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return shots
 
 
-def frames_for_model(frames: Iterable) -> Iterator[np.ndarray]:
-    """PyAV frames -> uint8 [27, 48, 3] RGB arrays."""
-    for f in frames:
-        yield f.to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1], interpolation="AREA")
-
-
 def small_frames(source: Any, *, stats: Any = None, threads: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode `source` straight to the model's input: (index, time_s, uint8 [27, 48, 3] RGB).
 
