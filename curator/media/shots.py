@@ -48,6 +48,7 @@ class Detector:
         self.times: list[float] = []
         self.busy_s = 0.0  # seconds spent in the detector itself (not decoding)
         self._reformatter: Any = None
+        self._area: Any = None
 
     def small(self, frame: Any) -> np.ndarray | None:
         """The frame at the detector's size: the pixels of ``frame.to_ndarray(format, width,
@@ -55,14 +56,12 @@ class Detector:
         cheaper than a scaler per frame; benchmarks/transnetv2_bench.py)."""
         if self.size is None:
             return None
-        if self._reformatter is None:
-            from av.video.reformatter import VideoReformatter
+        if self._reformatter is None:  # once per stream, not per frame
+            from av.video.reformatter import Interpolation, VideoReformatter
 
-            self._reformatter = VideoReformatter()
-        from av.video.reformatter import Interpolation
-
+            self._reformatter, self._area = VideoReformatter(), Interpolation.AREA
         return self._reformatter.reformat(frame, format=self.fmt, width=self.size[0], height=self.size[1],
-                                          interpolation=Interpolation.AREA).to_ndarray()
+                                          interpolation=self._area).to_ndarray()
 
     def push(self, idx: int, t: float, frame: Any) -> None:
         """Feed decoded frame `idx` (in order) at time `t` (seconds)."""
