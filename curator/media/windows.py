@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
 
 from curator.media.frames import even
 
@@ -84,6 +86,60 @@ def cover(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int]:
     return even(sw, minimum=0, how="up"), even(sh, minimum=0, how="up")
 
 
+def _window_frames(source: Source, wins: Sequence[Window], src_fps: Fraction, dst_fps: Fraction,
+                   convert: Callable[[Any], Any]) -> Iterator[tuple[int, Any]]:
+    """(j, convert(frame)) for every output frame j some window needs, in order: output frame
+    j shows source frame floor(j * src / dst), converted once however often it repeats. A
+    source that ends early repeats its last frame up to the windows' planned end."""
+    last_j = max(w.start + w.frames for w in wins)
+    j = min(w.start for w in wins)  # next output frame wanted
+
+    def needed(j: int) -> bool:
+        return any(w.start <= j < w.start + w.frames for w in wins)
+
+    last: Any = None
+    raw: Any = None
+    raw_converted = False
+    for idx, _, frame in iter_frames(source):
+        if j >= last_j:
+            break
+        raw, raw_converted = frame, False
+        js = []
+        while j < last_j and source_index(j, src_fps, dst_fps) == idx:
+            js.append(j)
+            j += 1
+        wanted = [x for x in js if needed(x)]
+        if wanted:
+            last, raw_converted = convert(frame), True
+            for x in wanted:
+                yield x, last
+    if j < last_j:  # the source ended before the planned frame count
+        if raw is None:
+            raise ValueError("no frame could be decoded")
+        last = last if raw_converted else convert(raw)
+        for x in range(j, last_j):
+            if needed(x):
+                yield x, last
+
+
+def _scaler(size: tuple[int, int], pix_fmt: str = "yuv420p") -> Callable[[Any], Any]:
+    """A frame -> scaled to cover `size` (aspect kept) and centre-cropped to it; the filter
+    graph is built from the first frame."""
+    out_w, out_h = size
+    graph: FrameGraph | None = None
+
+    def scaled(frame: Any) -> Any:
+        nonlocal graph
+        if graph is None:
+            sw, sh = cover(frame.width, frame.height, out_w, out_h)
+            graph = FrameGraph(width=sw, height=sh, crop=(out_w, out_h), pix_fmt=pix_fmt)
+        out = graph(frame)
+        out.pict_type = 0  # NONE: do not force the source's frame types on an encoder
+        return out
+
+    return scaled
+
+
 def encode_windows(source: Source, wins: Sequence[Window], *, src_fps: Fraction, dst_fps: Fraction,
                    size: tuple[int, int], crf: int = 18, preset: str = "veryfast", threads: int = 1) -> list[bytes]:
     """Decode `source` once and encode each window as an mp4 of exactly `frames` frames at
@@ -93,60 +149,42 @@ def encode_windows(source: Source, wins: Sequence[Window], *, src_fps: Fraction,
     if not wins:
         return []
     out_w, out_h = size
-    ends = [w.start + w.frames for w in wins]
     writers: dict[int, X264Writer] = {}
     results: dict[int, bytes] = {}
-    graph: FrameGraph | None = None
-    j = min(w.start for w in wins)  # next output frame wanted
-    last_j = max(ends)
-    last: Any = None
-
-    def emit(frame: Any, j: int) -> None:
-        for i, w in enumerate(wins):
-            if w.start <= j < w.start + w.frames:
-                wr = writers.get(i)
-                if wr is None:
-                    wr = writers[i] = X264Writer(out_w, out_h, dst_fps, crf, preset, threads)
-                wr.write(frame)
-                if j + 1 == w.start + w.frames:
-                    results[i] = writers.pop(i).finish()
-
-    def needed(j: int) -> bool:
-        return any(w.start <= j < w.start + w.frames for w in wins)
-
-    def scaled(frame: Any) -> Any:
-        nonlocal graph
-        if graph is None:
-            sw, sh = cover(frame.width, frame.height, out_w, out_h)
-            graph = FrameGraph(width=sw, height=sh, crop=(out_w, out_h))
-        out = graph(frame)
-        out.pict_type = 0  # NONE: do not force the source's frame types on the encoder
-        return out
-
-    raw: Any = None
-    raw_scaled = False
     try:
-        for idx, _, frame in iter_frames(source):
-            if j >= last_j:
-                break
-            raw, raw_scaled = frame, False
-            js = []
-            while j < last_j and source_index(j, src_fps, dst_fps) == idx:
-                js.append(j)
-                j += 1
-            wanted = [x for x in js if needed(x)]
-            if wanted:
-                last, raw_scaled = scaled(frame), True
-                for x in wanted:
-                    emit(last, x)
-        if j < last_j:  # the source ended before the planned frame count
-            if raw is None:
-                raise ValueError("no frame could be decoded")
-            last = last if raw_scaled else scaled(raw)
-            for x in range(j, last_j):
-                if needed(x):
-                    emit(last, x)
+        for j, frame in _window_frames(source, wins, src_fps, dst_fps, _scaler(size)):
+            for i, w in enumerate(wins):
+                if w.start <= j < w.start + w.frames:
+                    wr = writers.get(i)
+                    if wr is None:
+                        wr = writers[i] = X264Writer(out_w, out_h, dst_fps, crf, preset, threads)
+                    wr.write(frame)
+                    if j + 1 == w.start + w.frames:
+                        results[i] = writers.pop(i).finish()
     finally:
         for wr in writers.values():
             wr.abort()
     return [results[i] for i in range(len(wins))]
+
+
+def window_arrays(source: Source, wins: Sequence[Window], *, src_fps: Fraction, dst_fps: Fraction,
+                  size: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+    """The frames of each window as uint8 RGB ``[T, H, W, 3]``, yielded as (window number,
+    array) when the window is complete: the frames `encode_windows` encodes (same
+    resampling, scaling, crop and yuv420p), converted to RGB as the loader converts a
+    decoded window, without the lossy encode in between. Windows are non-overlapping, so
+    memory holds about one window at a time."""
+    if not wins:
+        return
+    out_w, out_h = size
+    arrays: dict[int, np.ndarray] = {}
+    scaled = _scaler(size)  # yuv420p, then to RGB as the loader converts decoded windows
+    for j, rgb in _window_frames(source, wins, src_fps, dst_fps, lambda f: scaled(f).to_ndarray(format="rgb24")):
+        for i, w in enumerate(wins):
+            if w.start <= j < w.start + w.frames:
+                arr = arrays.get(i)
+                if arr is None:
+                    arr = arrays[i] = np.empty((w.frames, out_h, out_w, 3), np.uint8)
+                arr[j - w.start] = rgb
+                if j + 1 == w.start + w.frames:
+                    yield i, arrays.pop(i)
