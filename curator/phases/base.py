@@ -20,7 +20,7 @@ from curator.rundir import RunDir
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from curator.config import PipelineConfig
+    from curator.config import PipelineConfig, Resources
     from curator.runners.base import Runner
 
 
@@ -48,9 +48,13 @@ class PhaseState:
         if self.rundir.storage_options is None:  # the run folder carries the config's storage options
             self.rundir = RunDir.of(self.rundir, self.config.storage)
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterable[Any]:
-        """The runner's parallel map, or a plain map without a runner."""
-        return self.runner.map(fn, items) if self.runner is not None else map(fn, items)
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
+            resources: "Callable[[Any], Resources | None] | None" = None) -> Iterable[Any]:
+        """The runner's parallel map (`resources(item)`: what an item's task needs, see
+        Runner.map), or a plain map without a runner."""
+        if self.runner is None:
+            return map(fn, items)
+        return self.runner.map(fn, items, resources=resources) if resources is not None else self.runner.map(fn, items)
 
 
 def check_order(phases: Sequence[ModuleType], available: Iterable[str] = ()) -> None:

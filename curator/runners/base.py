@@ -1,7 +1,7 @@
 """The one interface every runner implements (datatrove's executor base is the model).
 
     runner.stream(pipeline, listing) -> Iterator[list[Row]]   the per-clip stages
-    runner.map(fn, items)            -> Iterator[result]      run-level phases (shards, dedup)
+    runner.map(fn, items[, resources]) -> Iterator[result]    run-level phases (shards, dedup)
     runner.progress()                -> dict                  per-stage batches/rows/nodes so far
     runner.close()
     runner.name, runner.distributed                          "local" / "ray"; whether work
@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 if TYPE_CHECKING:
+    from curator.config import Resources
     from curator.listing import Listing
     from curator.pipeline import Pipeline
     from curator.records import Row
@@ -33,8 +34,13 @@ class Runner(ABC):
         """Input rows through the pipeline's stages; processed rows in any order, grouped."""
 
     @abstractmethod
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        """fn over items, results in item order (fn and items must pickle when distributed)."""
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
+            resources: "Callable[[Any], Resources | None] | None" = None) -> Iterator[Any]:
+        """fn over items, results in item order (fn and items must pickle when distributed).
+
+        `resources(item)`, called here (in the driver), says what the item's task needs
+        (CPUs, GPUs, memory, custom resources) where that differs from the runner's default;
+        a runner that keeps work in this process ignores it."""
 
     def progress(self) -> dict[str, Any]:
         """Per-stage batches, rows, seconds and nodes so far (curator.tracking's snapshot)."""

@@ -56,8 +56,8 @@ class LocalRunner(Runner):
                 rows = to_table(out, flow).to_pylist()
             yield [{k: v for k, v in r.items() if k in manifest_names} for r in rows]
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        for item in items:
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], resources: Any = None) -> Iterator[Any]:
+        for item in items:  # in this process, on this process's devices: `resources` has nothing to place
             yield fn(item)
 
     def progress(self) -> dict[str, Any]:

@@ -115,6 +115,16 @@ def ray_remote_args(res: Resources) -> dict[str, Any]:
     return args
 
 
+def map_task_options(res: Resources) -> dict[str, Any]:
+    """Ray options of a `map` task with its own resources. A task that holds GPUs keeps its
+    worker process (max_calls=0; Ray's default for GPU tasks is 1, a new process per task),
+    so a model it loaded (e.g. the latent profile's encoder) serves the next task too."""
+    opts = ray_remote_args(res)
+    if res.num_gpus:
+        opts["max_calls"] = 0
+    return opts
+
+
 # ------------------------------------------------------------------ stage adapters
 def _run_and_report(stages: list[Stage], batch: pa.Table, schema: pa.Schema, tracker: Any) -> pa.Table:
     """Each stage of a group in turn on the batch (rows through the Arrow schema between
@@ -284,15 +294,19 @@ class RayRunner(Runner):
                 )
             return ds.map_batches(stage_task, fn_kwargs=stage_args, max_retries=retries, **kwargs)
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], max_in_flight: int = 8) -> Iterator[Any]:
-        """Run fn over items as Ray tasks, in order, with a bounded number in flight."""
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
+            resources: Callable[[Any], Resources | None] | None = None, max_in_flight: int = 8) -> Iterator[Any]:
+        """Run fn over items as Ray tasks, in order, with a bounded number in flight; an item
+        for which `resources` gives Resources runs with those (see :func:`map_task_options`)."""
         import ray
 
         init_ray(self.cfg)
         remote = ray.remote(num_cpus=0.5, max_retries=self.cfg.task_retries)(_call)
         pending: list[Any] = []
         for item in items:
-            pending.append(remote.remote(fn, item))
+            res = resources(item) if resources is not None else None
+            task = remote.options(**map_task_options(res)) if res is not None else remote
+            pending.append(task.remote(fn, item))
             if len(pending) >= max_in_flight:
                 yield ray.get(pending.pop(0))
         while pending:
