@@ -7,6 +7,7 @@ Layout under the model directory (``models.dir``, env ``CURATOR_MODEL_DIR``, def
     open_clip/<arch>/<pretrained>/open_clip_model.safetensors  (or open_clip_pytorch_model.bin)
     hf/<org>/<name>/config.json + *.safetensors + processor / tokenizer files   (transformers layout)
     <name>/<file>...                                           small heads and other single files
+    cosmos-tokenizer/<ID>/encoder.jit + decoder.jit            Cosmos Tokenizers (cosmos-tokenizer:<ID>)
 
 Model names say which part of the layout they live in: ``open_clip:<arch>/<pretrained>``,
 ``hf:<org>/<name>``, or a bare ``<name>`` registered with its files. Names that are not in
@@ -26,6 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
+from curator.models import cosmos
 from curator.stage import Requirement
 
 
@@ -43,9 +45,12 @@ class ModelSpec:
     size_mb: float | None = None
     description: str = ""
     files: tuple[str, ...] = field(default_factory=tuple)  # kind "files": files in <dir>/<name>/
+    path: str = ""  # kind "files": folder under the model directory when it is not <name>
 
     @property
     def rel_path(self) -> str:
+        if self.path:
+            return os.path.join(*self.path.split("/"))
         if self.kind == "open_clip":
             arch, tag = split_open_clip(self.name)
             return os.path.join("open_clip", arch, tag)
@@ -86,6 +91,10 @@ for _spec in [
               "Qwen2.5-VL 7B: captions with the vLLM backend"),
 ]:
     register(_spec)
+for _tok in cosmos.KNOWN.values():
+    register(ModelSpec(_tok.name, "files", f"hf:{_tok.repo}", _tok.size_mb,
+                       f"Cosmos Tokenizer {_tok.id} ({_tok.kind}, {_tok.temporal}x time, {_tok.spatial}x space): "
+                       "latent shards", (cosmos.ENCODER_FILE, cosmos.DECODER_FILE), _tok.rel_path))
 
 
 # ------------------------------------------------------------------------ names
