@@ -268,6 +268,8 @@ def _config_models(cfg: PipelineConfig) -> list[str]:
         names.append(st.caption.model)
     if "aesthetic" in st.order and st.aesthetic.enabled:
         names.append(st.aesthetic.clip_model)
+    if "latent" in cfg.shard.profile and cfg.shard.latent.model.startswith("cosmos-tokenizer:"):
+        names.append(cfg.shard.latent.model)  # a registered tokenizer id (paths and factories are checked at shard time)
     return names
 
 
@@ -311,12 +313,35 @@ def cmd_models(args: argparse.Namespace) -> int:
         try:
             dest = registry.model_path(name, model_dir)
             if args.dry_run:
-                print(f"{name}: would download from {registry.spec_for(name).source} into {dest}")
+                spec = registry.spec_for(name)
+                files = f" ({', '.join(spec.files)})" if spec.files else ""
+                print(f"{name}: would download from {spec.source}{files} into {dest}")
                 continue
             registry.download(name, model_dir)
         except registry.ModelError as exc:
             print(f"curator: {exc}", file=sys.stderr)
             return 1
+    return 0
+
+
+def cmd_latents(args: argparse.Namespace) -> int:
+    from curator import latents
+    from curator.models.tokenizer import TokenizerError
+
+    cfg = _load(args, output=args.run)
+    _rundir(args, cfg)
+    if not args.config:  # the run's own config.yaml (its shard.latent settings) is the base; --set overrides it
+        cfg = _run_config(args, cfg) or cfg
+    _setup_logging(cfg.run.log_level)
+    try:
+        rep = latents.verify(args.run, cfg, sample=args.sample, split=args.split, seed=args.seed)
+    except (latents.VerifyError, TokenizerError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rep, indent=1) if args.json else latents.format_report(rep))
+    if args.min_psnr is not None and rep["mean_psnr_db"] < args.min_psnr:
+        print(f"curator: mean PSNR {rep['mean_psnr_db']:.2f} dB is below --min-psnr {args.min_psnr:g}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -464,6 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--model-dir", help="override models.dir / CURATOR_MODEL_DIR")
         _config_args(mp)
         mp.set_defaults(fn=cmd_models)
+    p = sub.add_parser("latents", help="latent shards: verify decodes a sample and reports PSNR against the "
+                                       "source windows")
+    p.add_argument("action", choices=["verify"])
+    p.add_argument("run", help="output URI of a run with latent shards (shard.profile includes latent)")
+    p.add_argument("--sample", type=int, default=8, metavar="N", help="samples to decode (default 8)")
+    p.add_argument("--split", help="training split (default: the first of shard.splits)")
+    p.add_argument("--seed", type=int, default=0, help="which samples (default 0)")
+    p.add_argument("--min-psnr", type=float, metavar="DB", help="exit 1 when the mean PSNR is below this")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_latents)
+
     p = sub.add_parser("refilter", help="re-apply filter thresholds to a finished run from its manifest "
                                         "(no decoding), then re-shard")
     p.add_argument("run", help="output URI of a run")

@@ -8,6 +8,9 @@
     for batch in loader:                      # batches never mix buckets
         x = batch["video"]                    # [B, T, C, H, W]; float in [-1, 1]
         ...
+
+    # profile="latent": no video to decode, batch["latent"] is [B, C, t, h, w] (or indices [B, t, h, w])
+
         checkpoint["data"] = loader.state_dict()   # exact position; load_state_dict() resumes
 
 How it reads. The split index (``shards/<split>/<profile>/index.json``) lists the shards
@@ -35,6 +38,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import itertools
 import json
 import random
 from collections import OrderedDict
@@ -45,6 +49,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from curator import storage
+from curator.models import tokenizer
 from curator.rundir import SHARD_INDEX, RunDir
 
 Decode = Literal["uint8", "float", "none"]
@@ -191,11 +196,14 @@ class ShardDataset(IterableDataset):
         storage_config: curator StorageConfig for the workers (default: the current one).
         read_mb: bytes per ranged read, at most (whole samples).
 
-    Each sample: ``{"key", "bucket", "video", "caption", "embedding", "meta"}`` where
-    caption is the ``.txt`` member or the json's ``caption`` (or None), embedding a float
-    tensor from a ``.npy`` member or the json's ``embedding`` (or None), meta the json.
-    A batch holds the same keys with lists (``video`` and ``embedding`` stacked when
-    their shapes agree: always for tokenizer buckets).
+    Each sample: ``{"key", "bucket", "video", "latent", "caption", "embedding", "meta"}``
+    where caption is the ``.txt`` member or the json's ``caption`` (or None), embedding a
+    float tensor from a ``.npy`` member or the json's ``embedding`` (or None), meta the json.
+    ``latent`` (latent profile, else None) is the ``.latent.npy`` member as a tensor: the
+    continuous latent ``[C, t, h, w]`` in its stored dtype (float16, bfloat16 or float32) or
+    the discrete indices ``[t, h, w]`` as int64; ``video`` is then None unless the shards
+    kept the mp4s. A batch holds the same keys with lists (``video``, ``latent`` and
+    ``embedding`` stacked when their shapes agree: always for tokenizer and latent buckets).
     """
 
     def __init__(self, source: str, split: str = "pretrain", profile: str | None = None, *,
@@ -282,6 +290,15 @@ class ShardDataset(IterableDataset):
     def keys(self) -> list[str]:
         """Every sample key of the split (all ranks), in index order."""
         return [m["key"] for i in range(len(self.shards)) for m in self._shard_members(i)]
+
+    def samples_at(self, positions: Iterable[int]) -> Iterator[dict[str, Any]]:
+        """Random access: the samples at these positions of the split in index order (as
+        :meth:`keys` lists them), in ascending order, each read with one ranged read."""
+        storage.configure(self.storage_config)
+        order = [dict(s, _i=i) for i, s in enumerate(self.shards)]
+        starts = list(itertools.accumulate([0] + [s["samples"] for s in self.shards[:-1]])) if self.shards else []
+        for _, raw in self._read(sorted(set(positions)), order, starts):
+            yield self._sample(raw)
 
     # ------------------------------------------------------------------ state
     def set_epoch(self, epoch: int) -> None:
@@ -375,20 +392,30 @@ class ShardDataset(IterableDataset):
             embedding = torch.from_numpy(np.load(io.BytesIO(files["npy"])).astype(np.float32))
         elif meta.get("embedding") is not None:
             embedding = torch.tensor(meta.pop("embedding"), dtype=torch.float32)
-        if "mp4" not in files:
+        latent = None
+        if "latent.npy" in files:
+            try:
+                latent = tokenizer.from_numpy(tokenizer.load_npy(files["latent.npy"]),
+                                              (meta.get("latent") or {}).get("dtype", ""))
+            except ValueError as exc:
+                raise ValueError(f"{raw['shard']}: sample {raw['key']} has an unreadable latent: {exc}") from exc
+        elif "mp4" not in files:
             raise ValueError(f"{raw['shard']}: sample {raw['key']} has no mp4")
-        try:
-            video: Any = files["mp4"] if self.decode == "none" else decode_video(files["mp4"], self.decode, out)
-        except Exception as exc:
-            raise ValueError(f"{raw['shard']}: sample {raw['key']} does not decode: {exc}") from exc
-        return {"key": raw["key"], "bucket": raw["bucket"], "video": video, "caption": caption,
+        video: Any = None
+        if "mp4" in files:
+            try:
+                video = files["mp4"] if self.decode == "none" else decode_video(files["mp4"], self.decode, out)
+            except Exception as exc:
+                raise ValueError(f"{raw['shard']}: sample {raw['key']} does not decode: {exc}") from exc
+        return {"key": raw["key"], "bucket": raw["bucket"], "video": video, "latent": latent, "caption": caption,
                 "embedding": embedding, "meta": meta}
 
     def _batch(self, raws: list[dict[str, Any]]) -> dict[str, Any]:
         """Decode a bucket's samples; straight into one [B, T, C, H, W] tensor when the
         bucket's shape is known (tokenizer buckets), else stacked if shapes agree."""
         info = self.buckets.get(raws[0]["bucket"], {})
-        if self.decode != "none" and all(k in info for k in ("frames", "height", "width")):
+        videos = all("mp4" in r["files"] for r in raws)  # latent shards hold mp4s only when kept
+        if videos and self.decode != "none" and all(k in info for k in ("frames", "height", "width")):
             dtype = torch.float32 if self.decode == "float" else torch.uint8
             video = torch.empty((len(raws), info["frames"], 3, info["height"], info["width"]), dtype=dtype)
             batch = collate([self._sample(r, video[i]) for i, r in enumerate(raws)], stack_video=False)
@@ -487,8 +514,11 @@ def collate(samples: list[dict[str, Any]], stack_video: bool = True) -> dict[str
             return torch.stack(xs)
         return xs
 
+    latents = [s.get("latent") for s in samples]
+    videos = [s["video"] for s in samples]
     return {"key": [s["key"] for s in samples], "bucket": samples[0]["bucket"],
-            "video": stack([s["video"] for s in samples]) if stack_video else None,
+            "video": stack(videos) if stack_video and any(v is not None for v in videos) else None,
+            "latent": stack(latents) if any(x is not None for x in latents) else None,
             "caption": [s["caption"] for s in samples],
             "embedding": stack([s["embedding"] for s in samples]), "meta": [s["meta"] for s in samples]}
 

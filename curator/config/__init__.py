@@ -28,6 +28,7 @@ from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConf
 from curator.config.shard import (
     DedupConfig,
     IndexConfig,
+    LatentProfileConfig,
     ShardConfig,
     SplitRules,
     TokenizerProfileConfig,
@@ -53,7 +54,7 @@ from curator.storage.config import StorageConfig
 __all__ = [
     "AestheticConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
-    "IndexConfig", "IngestConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
+    "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",
     "SplitRules", "StageConfig", "StagesConfig", "StagingConfig", "StorageConfig", "TextOverlayConfig",
     "TokenizerProfileConfig", "TranscodeConfig", "VIDEO_EXTENSIONS", "VideoTypeConfig", "default_model_dir",

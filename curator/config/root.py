@@ -86,6 +86,9 @@ class PipelineConfig(_Model):
                         node = node.get(p) if isinstance(node, dict) else None
                     if isinstance(node, dict):
                         node.pop(leaf, None)
+        latent = d.get("shard", {}).get("latent", {})
+        for key in ("resources", "device", "batch_size"):  # where and how wide the encoder runs
+            latent.pop(key, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

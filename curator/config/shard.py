@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from curator.config.base import _Model
+from curator.config.base import Resources, _Model
 from curator.where import columns as _where_columns
 from curator.where import parse_condition, parse_rule  # noqa: F401  split rules: the one condition language
 
@@ -111,17 +111,61 @@ class TokenizerProfileConfig(_Model):
         return self
 
 
+class LatentProfileConfig(_Model):
+    """Tokenizer windows encoded once by a video tokenizer's encoder (the Cosmos Tokenizer, or any
+    TorchScript file / torch module with its contract): samples hold latents or token indices,
+    so trainers never decode video. Windows, sizes and fps come from shard.tokenizer."""
+
+    model: str = Field(
+        "cosmos-tokenizer:CV8x8x8",
+        description="The encoder: a registered id (cosmos-tokenizer:CV8x8x8, CV8x16x16, DV8x8x8, DV8x16x16; read "
+                    "from the model directory, `curator models download ID`), a TorchScript file or a folder "
+                    "holding encoder.jit (+ decoder.jit), or 'module:callable' returning a torch.nn.Module. Input "
+                    "[B, 3, T, H, W] in [-1, 1]; output the latent [B, C, t, h, w] (continuous) or the indices "
+                    "[B, t, h, w] (discrete), alone or first in a tuple.")
+    decoder: str | None = Field(
+        None, description="Decoder for `curator latents verify` (same forms as model); default: decoder.jit next "
+                          "to the encoder.")
+    revision: str | None = Field(
+        None, description="Recorded with every sample (and part of the shards' digest); default: the sha256 of "
+                          "the TorchScript file, or of the factory's module source.")
+    kind: Literal["auto", "continuous", "discrete"] = Field(
+        "auto", description="'auto': discrete when the encoder returns integers.")
+    codebook_size: int | None = Field(
+        None, ge=2, description="Discrete tokenizers: codebook size, which picks the smallest index dtype "
+                                "(<= 256: uint8, <= 65536: uint16, else int32). Default: the registered id's "
+                                "(64000 for Cosmos DV), else the module's `codebook_size` attribute.")
+    dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        "float16", description="Continuous latents are stored in this dtype (.npy; bfloat16 as its uint16 bit "
+                               "pattern, the json says so and the loader restores it).")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute dtype of the encoder: 'auto' is bfloat16 on CUDA (as NVIDIA's examples) and "
+                            "float32 on CPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the encoder runs: 'auto' is CUDA when the worker sees a GPU (under Ray give "
+                            "shard.latent.resources.num_gpus), else CPU.")
+    batch_size: int = Field(4, ge=1, description="Windows per forward pass (one bucket, so one shape).")
+    keep_video: bool = Field(False, description="Also store each window as mp4 (as the tokenizer profile does).")
+    resources: Resources = Field(
+        default_factory=lambda: Resources(num_cpus=1.0),
+        description="Ray: num_cpus, num_gpus, memory_gb and custom of each latent shard task, e.g. {num_gpus: 1} "
+                    "on a GPU cluster (a GPU task's worker is kept, so the encoder loads once per worker); the "
+                    "actor-pool and batch keys do not apply.")
+
+
 class ShardConfig(_Model):
-    profile: list[Literal["wfm", "tokenizer"]] = Field(
+    profile: list[Literal["wfm", "tokenizer", "latent"]] = Field(
         default_factory=lambda: ["wfm"],  # type: ignore[arg-type]  # mypy reads the lambda as list[str]
         description="Output profiles, one or a list: 'wfm' (clips as curated, bucketed by resolution x aspect "
-                    "ratio x length) and/or 'tokenizer' (re-encoded windows, see shard.tokenizer).")
+                    "ratio x length), 'tokenizer' (re-encoded windows, see shard.tokenizer) and/or 'latent' "
+                    "(the same windows encoded by a tokenizer, see shard.latent).")
     splits: dict[str, SplitRules] = Field(
         default_factory=lambda: {"pretrain": SplitRules()},
         description="Training sets and their selection rules, all written in one pass over the manifest: "
                     "shards/<split>/<profile>/<bucket>/. Default: 'pretrain' with every kept clip. Example: "
                     "{pretrain: {}, finetune: {where: ['quality_score >= 0.7'], bucket_max: 1000}}.")
     tokenizer: TokenizerProfileConfig = Field(default_factory=TokenizerProfileConfig)
+    latent: LatentProfileConfig = Field(default_factory=LatentProfileConfig)
     samples_per_shard: int = Field(256, ge=1, description="Samples per tar (at most).")
     max_shard_mb: float = Field(1024.0, gt=0, description="Bytes per tar (at most, unless one sample is larger).")
     resolution_edges: list[int] = Field(
@@ -179,6 +223,11 @@ class ShardConfig(_Model):
         unknown = set(self.tokenizer.sizes) - set(self.aspect_ratios)
         if unknown:
             raise ValueError(f"tokenizer.sizes names aspect ratios not in aspect_ratios: {sorted(unknown)}")
+        if "latent" in self.profile:
+            from curator.models.cosmos import check_windows
+
+            t = self.tokenizer
+            check_windows(self.latent.model, t.temporal_factor, t.multiple, t.sizes)
         return self
 
 

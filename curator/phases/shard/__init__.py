@@ -10,6 +10,9 @@ in every output profile (`shard.profile`):
   divisible by the tokenizer's spatial factor, cut into windows of 1 + factor*k frames,
   each re-encoded as its own sample ``<clip_id>-w000``; bucketed by exact shape
   (``448x256_t121``: width x height, frames), so a batch from one bucket stacks.
+- ``latent``: the same windows, encoded once by a video tokenizer (Cosmos Tokenizer or
+  any encoder with its contract): ``<key>.latent.npy`` instead of an mp4 (:mod:`.latent`);
+  its shards run with ``shard.latent.resources`` (a GPU share on a GPU cluster).
 
 Layout under the output (names from :class:`curator.rundir.RunDir`)::
 
@@ -20,7 +23,7 @@ Layout under the output (names from :class:`curator.rundir.RunDir`)::
     shards/<split>/<profile>/<bucket>/shard-000000.json shard index: keys, byte offsets, digest
 
 Modules: :mod:`.plan` (buckets, split selection, the plan), :mod:`.write` (tars, indexes,
-stale removal), :mod:`.card` (the dataset card). The plan is deterministic (manifest
+stale removal), :mod:`.latent` (the latent profile's encoding), :mod:`.card` (the dataset card). The plan is deterministic (manifest
 order, then bucket); the same manifest gives the same names and bytes.
 """
 
@@ -30,7 +33,10 @@ import hashlib
 import json
 from typing import Any
 
+from curator.config import LatentProfileConfig
+from curator.models.tokenizer import TokenizerError
 from curator.phases.base import PhaseError, PhaseState
+from curator.phases.shard import latent
 from curator.phases.shard.card import ManifestStats, card, write_card
 from curator.phases.shard.plan import (
     JSON_EXCLUDE,
@@ -75,14 +81,21 @@ def sample_text_files(row: Row) -> list[tuple[str, bytes]]:
 
 class _Write:
     """The per-shard work shipped to the runner's workers: the run folder travels with
-    its storage options, so a worker needs nothing from the driver's process state."""
+    its storage options (and the latent profile's settings with the model directory), so a
+    worker needs nothing from the driver's process state."""
 
-    def __init__(self, rundir: RunDir):
+    def __init__(self, rundir: RunDir, latent_cfg: LatentProfileConfig | None = None, model_dir: str = ""):
         self.rundir = rundir
+        self.latent = latent_cfg
+        self.model_dir = model_dir
 
     def __call__(self, spec: ShardSpec) -> dict[str, Any]:
         self.rundir.activate()
-        return write_shard(spec, self.rundir.uri, extra_files=sample_text_files)
+        payloads = None
+        if spec.profile == "latent":
+            assert self.latent is not None
+            payloads = latent.Payloads(self.latent, self.model_dir)
+        return write_shard(spec, self.rundir.uri, extra_files=sample_text_files, payloads=payloads)
 
 
 def _hash(doc: Any) -> str:
@@ -96,12 +109,21 @@ def run(state: PhaseState) -> list[dict[str, Any]]:
     rundir, config = state.rundir, state.config
     stats = ManifestStats()
     results = []
+    lat = config.shard.latent
+    identity = None
+    if "latent" in config.shard.profile:
+        try:  # before anything is written: the encoder exists, and its revision goes into the digests
+            identity = latent.identity(lat, config.models.dir)
+        except TokenizerError as exc:
+            raise PhaseError(f"shard profile latent: {exc}") from None
     with rundir.open_manifest(NAME) as mf:
         try:
-            planner = Planner(config.shard, mf.names)
+            planner = Planner(config.shard, mf.names, latent=identity)
         except ShardError as exc:
             raise PhaseError(str(exc)) from None
-        for r in state.map(_Write(rundir), planner.plan(stats.tally(mf.rows(batch_rows=2048)))):
+        specs = planner.plan(stats.tally(mf.rows(batch_rows=2048)))
+        work = _Write(rundir, lat, config.models.dir)
+        for r in state.map(work, specs, resources=lambda spec: lat.resources if spec.profile == "latent" else None):
             results.append(r)
             if state.on_shard:
                 state.on_shard()

@@ -97,6 +97,8 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
                 L += _table(["bucket", "width", "height", "frames", "samples", "shards", "MB"],
                             [[b, d.get("width"), d.get("height"), d.get("frames"), d["samples"], d["shards"],
                               _mb(d["bytes"])] for b, d in sorted(doc["buckets"].items())])
+            elif profile == "latent":
+                L += latent_table(doc, indexes.get((split, "tokenizer")))
             else:
                 L += _table(["bucket", "samples", "shards", "MB"],
                             [[b, d["samples"], d["shards"], _mb(d["bytes"])] for b, d in sorted(doc["buckets"].items())])
@@ -113,6 +115,17 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
               f"frames that fits (at least {t.min_frames}). Keys: `<clip_id>-w000`, …; each sample's json has a "
               f"`window` entry (start, frames, fps, size, start time in the source). libx264 crf {t.crf}, preset "
               f"{t.preset}.", ""]
+    if "latent" in cfg.profile:
+        lat = cfg.latent
+        L += ["## Latent profile", "",
+              f"The tokenizer profile's windows, each encoded once by `{lat.model}` ({lat.kind} kind"
+              + (f", codebook {lat.codebook_size}" if lat.codebook_size else "") + "): `<key>.latent.npy` holds the "
+              f"latent `[C, t, h, w]` (continuous, stored as {lat.dtype}) or the token indices `[t, h, w]` (discrete, "
+              "the smallest integer dtype that holds the codebook); each json's `latent` entry names the tokenizer, "
+              "its revision, shape, dtype and the window's source span (clip id, first and last+1 clip frame)."
+              + (" Each window's mp4 is kept beside it." if lat.keep_video else " No video is stored.")
+              + " Bytes per sample: the latent member, the window as H.264 (this split's tokenizer profile, or the "
+              "kept mp4) and as raw uint8 RGB frames.", ""]
     L += ["## Filters applied", ""]
     if stats.checks:
         L += _table(["stage", "metric", "keep when", "passed", "failed"],
@@ -129,7 +142,8 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
           "```",
           "index.json                                   splits x profiles with counts",
           "<split>/<profile>/index.json                 shards, samples per shard, first sample, bytes, buckets",
-          "<split>/<profile>/<bucket>/shard-NNNNNN.tar  <key>.mp4, <key>.json, (<key>.txt caption, ...)",
+          "<split>/<profile>/<bucket>/shard-NNNNNN.tar  <key>.mp4 (latent: <key>.latent.npy), <key>.json, "
+          "(<key>.txt caption, ...)",
           "<split>/<profile>/<bucket>/shard-NNNNNN.json keys with byte offsets and sizes (random access)",
           "```", "",
           "## Loading", "",
@@ -140,11 +154,39 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
           f'profile="{first_profile}",',
           '                  batch_size=8, shuffle_buffer=256, decode="float")',
           "for batch in Loader(ds, num_workers=4):",
-          '    video = batch["video"]        # [B, T, C, H, W], one bucket per batch',
+          '    video = batch["video"]        # [B, T, C, H, W], one bucket per batch (latent profile: None)',
+          '    latent = batch["latent"]      # latent profile: [B, C, t, h, w] or indices [B, t, h, w]',
           '    captions = batch["caption"]   # list of str (or None)',
           "```", "",
           "Any webdataset reader also works: each tar is a plain webdataset shard.", ""]
     return "\n".join(L)
+
+
+def latent_table(doc: dict[str, Any], tokenizer_doc: dict[str, Any] | None) -> list[str]:
+    """Per latent bucket: shape, dtype, and bytes per sample — latent vs video (H.264 from the
+    same split's tokenizer bucket or the kept mp4s; raw RGB frames from the shape)."""
+    rows = []
+    for b, d in sorted(doc["buckets"].items()):
+        n = max(1, d["samples"])
+        lat = d.get("latent") or {}
+        member = d.get("member_bytes") or {}
+        latent_b = member.get("latent.npy", 0) / n
+        mp4 = member.get("mp4")
+        if mp4 is None and tokenizer_doc and b in tokenizer_doc["buckets"]:
+            td = tokenizer_doc["buckets"][b]
+            mp4 = (td.get("member_bytes") or {}).get("mp4")
+            n_mp4 = max(1, td["samples"])
+        else:
+            n_mp4 = n
+        raw = (d.get("frames") or 0) * (d.get("height") or 0) * (d.get("width") or 0) * 3
+        video_b = mp4 / n_mp4 if mp4 is not None else None
+        rows.append([b, "x".join(str(x) for x in lat.get("shape", [])) or "-", lat.get("dtype", "-"), d["samples"],
+                     d["shards"], _mb(d["bytes"]), f"{latent_b:,.0f}",
+                     f"{video_b:,.0f}" if video_b is not None else "-", f"{raw:,}",
+                     f"{video_b / latent_b:,.1f}x" if video_b and latent_b else "-",
+                     f"{raw / latent_b:,.0f}x" if latent_b else "-"])
+    return _table(["bucket", "latent shape", "dtype", "samples", "shards", "MB", "latent B/sample",
+                   "H.264 B/sample", "raw RGB B/sample", "H.264 / latent", "raw / latent"], rows)
 
 
 def write_card(output_uri: str, text: str) -> str:

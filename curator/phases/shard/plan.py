@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 #: columns, and the staging location (so shards do not depend on where the run wrote)
 JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
 
-PROFILES = ("wfm", "tokenizer")
+PROFILES = ("wfm", "tokenizer", "latent")
+WINDOWED = ("tokenizer", "latent")  # profiles whose samples are tokenizer windows
 INDEX_NAME = SHARD_INDEX  # shards/<split>/<profile>/index.json and shards/index.json
 CARD_NAME = SHARD_CARD
 FORMAT = "curator-shards/1"
@@ -149,7 +150,7 @@ class ShardSpec:
     samples: list[Sample] = field(default_factory=list)
     split: str = "pretrain"
     profile: str = "wfm"
-    encode: dict[str, Any] | None = None  # tokenizer: width, height, fps, crf, preset, threads
+    encode: dict[str, Any] | None = None  # tokenizer/latent: width, height, fps, crf, preset, threads (+ latent)
 
     @property
     def name(self) -> str:
@@ -183,7 +184,10 @@ class Planner:
 
     Memory holds one open shard per (split, profile, bucket), never the whole manifest."""
 
-    def __init__(self, cfg: ShardConfig, columns: Iterable[str] | None = None):
+    def __init__(self, cfg: ShardConfig, columns: Iterable[str] | None = None,
+                 latent: dict[str, Any] | None = None):
+        """`latent`: what identifies the latent profile's encoder in the plan's digest (model,
+        revision, ...; :func:`curator.phases.shard.latent.identity`); default: the config's."""
         self.cfg = cfg
         self.selection = Selection(cfg.splits, columns)
         self.stats: dict[tuple[str, str], ProfileStats] = {
@@ -191,6 +195,10 @@ class Planner:
         self.clips = 0  # distinct clips with a sample in some split and profile
         t = cfg.tokenizer
         self.encode = {"fps": t.fps, "crf": t.crf, "preset": t.preset, "threads": t.threads}
+        lat = cfg.latent
+        self.latent = latent or {"model": lat.model, "revision": lat.revision, "kind": lat.kind,
+                                 "codebook_size": lat.codebook_size, "dtype": lat.dtype, "precision": lat.precision,
+                                 "keep_video": lat.keep_video}
 
     def plan(self, clips: Iterable[dict[str, Any]]) -> Iterator[ShardSpec]:
         open_: dict[tuple[str, str, str], ShardSpec] = {}
@@ -229,10 +237,12 @@ class Planner:
 
     def _spec(self, split: str, profile: str, bucket: str, index: int) -> ShardSpec:
         enc = None
-        if profile == "tokenizer":
+        if profile in WINDOWED:
             size, _, frames = bucket.partition("_t")
             w, _, h = size.partition("x")
             enc = {**self.encode, "width": int(w), "height": int(h), "frames": int(frames)}
+            if profile == "latent":
+                enc["latent"] = dict(self.latent)
         return ShardSpec(bucket, index, [], split, profile, enc)
 
     def _samples(self, c: dict[str, Any], profile: str, wfm_bucket: str) -> list[tuple[Sample, str, int]] | str:
@@ -248,8 +258,11 @@ class Planner:
         ws = win.windows(total, t.max_frames, t.min_frames, t.temporal_factor)
         if not ws:
             return f"shorter than min_frames ({t.min_frames} at {_fmt(t.fps)} fps)"
-        # bytes: the clip's bits per pixel-frame, at the window's pixel-frames (a planning estimate)
+        # bytes: the clip's bits per pixel-frame, at the window's pixel-frames (a planning estimate);
+        # latents: a 16-channel float16 latent at 8x8x8 compression (Cosmos CV8x8x8), 1/16 byte per pixel-frame
         bpp = int(c.get("clip_bytes") or 0) / max(1, c["clip_width"] * c["clip_height"] * c["clip_frames"])
+        if profile == "latent":
+            bpp = 1 / 16 + (bpp if self.latent.get("keep_video") else 0)
         return [(Sample(f"{c['clip_id']}-w{w.index:03d}", c, w), tokenizer_bucket(width, height, w.frames),
                  int(bpp * width * height * w.frames) + 2048) for w in ws]
 

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import tarfile
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from curator import storage
 from curator.config import ShardConfig
@@ -58,24 +58,54 @@ def _groups(samples: Sequence[Sample]) -> Iterator[list[Sample]]:
         yield group
 
 
+#: one sample's payload: its leading members (extension, bytes), e.g. [("mp4", ...)], and
+#: what to add to its json (e.g. {"latent": {...}})
+Payload = tuple[list[tuple[str, bytes]], dict[str, Any]]
+#: a clip's samples, each with its payload, or the error that left the clip out
+Produced = Iterator[tuple[list[Sample], "list[Payload] | Exception"]]
+
+#: what a clip that cannot be read or re-encoded raises (av errors are OSError / ValueError)
+CLIP_ERRORS: tuple[type[Exception], ...] = (storage.StorageError, OSError, ValueError, RuntimeError)
+
+
 def _videos(spec: ShardSpec, group: list[Sample]) -> list[bytes]:
     row = group[0].row
     mp4 = storage.read_bytes(row["clip_uri"])
     if spec.profile == "wfm":
         return [mp4] * len(group)
+    return encode_group(spec, group, mp4)
+
+
+def encode_group(spec: ShardSpec, group: list[Sample], mp4: bytes) -> list[bytes]:
+    """The windows of one clip, re-encoded as the tokenizer profile stores them."""
     enc = spec.encode or {}
     return win.encode_windows(mp4, [s.window for s in group if s.window is not None],
-                              src_fps=win.rate(row["clip_fps"]), dst_fps=win.rate(enc["fps"]),
+                              src_fps=win.rate(group[0].row["clip_fps"]), dst_fps=win.rate(enc["fps"]),
                               size=(enc["width"], enc["height"]), crf=enc["crf"], preset=enc["preset"],
                               threads=enc["threads"])
 
 
-def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None) -> dict[str, Any]:
+def video_payloads(spec: ShardSpec) -> Produced:
+    """wfm and tokenizer samples: the clip's mp4, or its windows re-encoded."""
+    for group in _groups(spec.samples):
+        try:
+            videos = _videos(spec, group)
+        except CLIP_ERRORS as exc:
+            yield group, exc
+            continue
+        yield group, [([("mp4", v)], {}) for v in videos]
+
+
+def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None,
+                payloads: Callable[[ShardSpec], Produced] | None = None) -> dict[str, Any]:
     """Write one shard (tar, then its index) unless an identical one is already there.
 
-    `extra_files(row)` may add members per clip, named `<clip_id>.<ext>` (e.g. a caption
-    as `.txt`); windows get them under their own key. A clip that cannot be read or
-    re-encoded is left out of the shard and listed under `errors` in its index."""
+    `payloads(spec)` gives each clip's samples with their leading members (default: the
+    mp4s, :func:`video_payloads`); `extra_files(row)` may add members per clip, named
+    `<clip_id>.<ext>` (e.g. a caption as `.txt`); windows get them under their own key. A
+    clip that cannot be read or re-encoded is left out of the shard and listed under
+    `errors` in its index. The index counts the bytes of each leading member kind
+    (`member_bytes`, e.g. mp4 vs latent.npy) for the dataset card."""
     tar_uri, index_uri = shard_uris(output_uri, spec)
     digest = spec.digest()
     try:
@@ -86,23 +116,29 @@ def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None) -> di
         pass
     members: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    member_bytes: dict[str, int] = {}
+    first_meta: dict[str, Any] = {}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for group in _groups(spec.samples):
-            try:
-                videos = _videos(spec, group)
-            except (storage.StorageError, OSError, ValueError, RuntimeError) as exc:  # av errors are OSError/ValueError
+        for group, produced in (payloads or video_payloads)(spec):
+            if isinstance(produced, Exception):
+                exc = produced
                 log.error("shard %s: clip %s left out: %s", spec.name, group[0].row["clip_id"], exc)
                 errors += [{"key": s.key, "error": f"{type(exc).__name__}: {exc}"[:500]} for s in group]
                 continue
             extra = list(extra_files(group[0].row)) if extra_files is not None else []
-            for sample, video in zip(group, videos):
+            for sample, (front, meta_extra) in zip(group, produced):
                 meta = sample_json(sample.row)
                 if sample.window is not None:
                     meta["window"] = _window_json(sample.row, sample.window, spec.encode or {})
-                files = [(f"{sample.key}.mp4", video),
-                         (f"{sample.key}.json", json.dumps(meta, sort_keys=True, default=str).encode())]
+                meta.update(meta_extra)
+                if not first_meta:
+                    first_meta = meta_extra
+                files = [(f"{sample.key}.{ext}", data) for ext, data in front]
+                files.append((f"{sample.key}.json", json.dumps(meta, sort_keys=True, default=str).encode()))
                 files += [(f"{sample.key}.{name.split('.', 1)[1]}", data) for name, data in extra]
+                for ext, data in front:
+                    member_bytes[ext] = member_bytes.get(ext, 0) + len(data)
                 offset = buf.tell()
                 for name, data in files:
                     _add(tar, name, data)
@@ -119,9 +155,12 @@ def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None) -> di
         "sha256": hashlib.sha256(data).hexdigest(),
         "digest": digest,
         "members": members,
+        "member_bytes": member_bytes,
     }
     if spec.encode:
         index["encode"] = spec.encode
+    if "latent" in first_meta:  # every sample of a bucket has the same latent shape and dtype
+        index["latent"] = {k: v for k, v in first_meta["latent"].items() if k != "source"}
     if errors:
         index["errors"] = errors
     storage.write_bytes(index_uri, json.dumps(index, indent=1).encode())
@@ -153,12 +192,21 @@ def build_indexes(results: list[dict[str, Any]], cfg: ShardConfig) -> dict[tuple
                 b["samples"] += r["samples"]
                 b["shards"] += 1
                 b["bytes"] += r["bytes"]
+                for ext, n in (r.get("member_bytes") or {}).items():
+                    b.setdefault("member_bytes", {}).setdefault(ext, 0)
+                    b["member_bytes"][ext] += n
                 if r.get("encode"):
                     b.update({k: r["encode"][k] for k in ("width", "height", "frames", "fps")})
+                if r.get("latent"):
+                    b["latent"] = {k: r["latent"][k] for k in ("shape", "dtype", "kind")}
             doc: dict[str, Any] = {"format": FORMAT, "split": split, "profile": profile, "samples": first,
                                    "bytes": sum(s["bytes"] for s in shards), "buckets": buckets, "shards": shards}
-            if profile == "tokenizer":
+            if profile in ("tokenizer", "latent"):
                 doc["tokenizer"] = cfg.tokenizer.model_dump(mode="json")
+            if profile == "latent":
+                lat = next((r["latent"] for r in rows if r.get("latent")), None)
+                doc["latent"] = {k: lat[k] for k in ("tokenizer", "revision", "kind", "dtype", "codebook_size")
+                                 } if lat else None
             out[(split, profile)] = doc
     return out
 
