@@ -198,4 +198,10 @@ def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
             skipped.append((name, missing))
             continue
         specs.append(spec)
+    if config.run.shard and "latent" in config.shard.profile:  # shards are the output: fail now, not after curating
+        from curator.models.tokenizer import requirement
+
+        req = requirement(config.shard.latent.model, config.models.dir)
+        if req is not None:
+            raise PipelineError("cannot start: " + req.describe())
     return Pipeline(ctx, specs, skipped)

@@ -217,3 +217,20 @@ def test_a_gpu_shard_task_keeps_its_worker():
     gpu = map_task_options(Resources(num_cpus=2, num_gpus=1, memory_gb=8, custom={"a100": 1}))
     assert gpu == {"num_cpus": 2, "num_gpus": 1, "memory": 8 * 1024**3, "resources": {"a100": 1}, "max_calls": 0}
     assert "max_calls" not in map_task_options(Resources(num_cpus=1))
+
+
+def test_a_missing_tokenizer_stops_a_run_at_start_and_the_shard_phase_before_writing(tmp_path):
+    from curator.phases import PhaseError, PhaseState
+    from curator.phases import shard as shard_phase
+    from curator.pipeline import PipelineError, build
+    from curator.rundir import RunDir
+
+    models = str(tmp_path / "models")
+    cfg = PipelineConfig.load(None, ["shard.profile=[wfm, latent]", f"models.dir={models}"], input=str(tmp_path),
+                              output=str(tmp_path / "out"))
+    with pytest.raises(PipelineError, match=f"fix: curator models download cosmos-tokenizer:CV8x8x8 --model-dir {models}"):
+        build(cfg)
+    build(cfg.model_copy(update={"run": cfg.run.model_copy(update={"shard": False})}))  # no shards, no tokenizer
+    with pytest.raises(PhaseError, match="cosmos-tokenizer/CV8x8x8/encoder.jit is missing"):
+        shard_phase.run(PhaseState(RunDir.of(str(tmp_path / "out")), cfg))
+    assert not (tmp_path / "out").exists()
