@@ -10,9 +10,9 @@ Encoder: ``[B, 3, 1 + 8k, H, W]`` in [-1, 1] -> a tuple whose first element is t
 ``[B, C, 1 + k, H/8, W/8]`` (continuous) or the indices ``[B, 1 + k, H/8, W/8]`` (discrete,
 int32, plus the codes, like Cosmos DV). It is causal like Cosmos: the first frame is encoded
 alone, then each group of 8 frames; a latent step never sees a later frame. Each step is a
-3-D convolution with a fixed averaging kernel (an 8x8 block of the first frame, an 8x8x8 block
-of a group), followed by a fixed channel mix (continuous) or a uniform quantiser per colour
-channel (discrete). The decoders are approximate inverses (the mix's pseudo-inverse, then
+3-D convolution with a constant averaging kernel (an 8x8 block of the first frame, an 8x8x8
+block of a group; computed as average pooling), followed by a fixed 1x1x1 convolution that
+mixes 3 colours into C channels (continuous) or a uniform quantiser per colour (discrete). The decoders are approximate inverses (the mix's pseudo-inverse, then
 nearest upsampling), so a decoded window resembles its source — PSNR well above that of a
 wrong window — and the weights are deterministic (a seed), so no training is needed.
 
@@ -24,6 +24,7 @@ import warnings
 from typing import Any, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from curator.models import cosmos
@@ -32,22 +33,19 @@ DISCRETE_LEVELS = (8, 8, 4)  # 256 codes
 
 
 class _Pool(nn.Module):
-    """Causal averaging: frame 0 over s x s blocks, then groups of t frames over t x s x s blocks."""
+    """Causal averaging: frame 0 over s x s blocks, then groups of t frames over t x s x s blocks
+    (a 3-D convolution with a constant kernel, computed as average pooling)."""
 
     def __init__(self, spatial: int, temporal: int):
         super().__init__()
-        self.first = nn.Conv3d(3, 3, (1, spatial, spatial), stride=(1, spatial, spatial), bias=False, groups=3)
-        self.rest = nn.Conv3d(3, 3, (temporal, spatial, spatial), stride=(temporal, spatial, spatial),
-                              bias=False, groups=3)
-        with torch.no_grad():
-            self.first.weight.fill_(1.0 / (spatial * spatial))
-            self.rest.weight.fill_(1.0 / (temporal * spatial * spatial))
+        self.spatial, self.temporal = spatial, temporal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        head = self.first(x[:, :, :1])
+        s, t = self.spatial, self.temporal
+        head = F.avg_pool3d(x[:, :, :1], (1, s, s))
         if x.shape[2] == 1:
             return head
-        return torch.cat([head, self.rest(x[:, :, 1:])], dim=2)
+        return torch.cat([head, F.avg_pool3d(x[:, :, 1:], (t, s, s))], dim=2)
 
 
 class _Unpool(nn.Module):
