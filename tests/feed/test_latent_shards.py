@@ -201,17 +201,22 @@ def test_discrete_latents_through_curator_shard(run, tmp_path):
     int64 from the loader, and verify decodes them."""
     out, _, models = run
     copy = _copy_run(out, tmp_path / "copy")
-    r = cli("shard", str(copy), "--set", "shard.profile=latent", "--set", f"shard.latent.model={models / 'tiny-dv'}")
+    r = cli("shard", str(copy), "--set", "shard.profile=latent", "--set", f"shard.latent.model={models / 'tiny-dv'}",
+            "--set", "shard.latent.keep_video=true")
     assert r.returncode == 0, r.stderr
     lat = _index(copy, "latent")
+    card = (copy / "shards" / "README.md").read_text()
+    assert "discrete, revision `sha256:" in card and "codebook 256" in card and "Each window's mp4 is kept" in card
     assert lat["latent"]["kind"] == "discrete" and lat["latent"]["codebook_size"] == 256
     for bucket, info in lat["buckets"].items():
         t, h, w = info["frames"], info["height"], info["width"]
         assert info["latent"] == {"shape": [1 + (t - 1) // 8, h // 8, w // 8], "dtype": "uint8", "kind": "discrete"}
         assert info["member_bytes"]["latent.npy"] == info["samples"] * (128 + np.prod(info["latent"]["shape"]))
+        assert info["member_bytes"]["mp4"] > 0  # keep_video: the window's mp4 beside its indices
         for batch in ShardDataset(str(copy), split="pretrain", profile="latent", buckets=[bucket], batch_size=4):
             assert batch["latent"].dtype == torch.int64 and list(batch["latent"].shape[1:]) == info["latent"]["shape"]
             assert 0 <= int(batch["latent"].min()) and int(batch["latent"].max()) < 256
+            assert tuple(batch["video"].shape[1:]) == (t, 3, h, w)  # decoded like a tokenizer sample
     v = cli("latents", "verify", str(copy), "--sample", "3", "--json")
     assert v.returncode == 0, v.stderr
     assert json.loads(v.stdout)["mean_psnr_db"] > 14

@@ -117,9 +117,11 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
               f"{t.preset}.", ""]
     if "latent" in cfg.profile:
         lat = cfg.latent
+        used = next((d["latent"] for (_, p), d in sorted(indexes.items()) if p == "latent" and d.get("latent")), None)
+        what = (f"{used['kind']}, revision `{used['revision']}`"
+                + (f", codebook {used['codebook_size']}" if used.get("codebook_size") else "")) if used else "no sample"
         L += ["## Latent profile", "",
-              f"The tokenizer profile's windows, each encoded once by `{lat.model}` ({lat.kind} kind"
-              + (f", codebook {lat.codebook_size}" if lat.codebook_size else "") + "): `<key>.latent.npy` holds the "
+              f"The tokenizer profile's windows, each encoded once by `{lat.model}` ({what}): `<key>.latent.npy` holds the "
               f"latent `[C, t, h, w]` (continuous, stored as {lat.dtype}) or the token indices `[t, h, w]` (discrete, "
               "the smallest integer dtype that holds the codebook); each json's `latent` entry names the tokenizer, "
               "its revision, shape, dtype and the window's source span (clip id, first and last+1 clip frame)."
