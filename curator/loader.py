@@ -7,10 +7,7 @@
     loader = Loader(ds, num_workers=4)
     for batch in loader:                      # batches never mix buckets
         x = batch["video"]                    # [B, T, C, H, W]; float in [-1, 1]
-        ...
-
-    # profile="latent": no video to decode, batch["latent"] is [B, C, t, h, w] (or indices [B, t, h, w])
-
+        ...                                   # profile="latent": batch["latent"], [B, C, t, h, w]
         checkpoint["data"] = loader.state_dict()   # exact position; load_state_dict() resumes
 
 How it reads. The split index (``shards/<split>/<profile>/index.json``) lists the shards

@@ -52,9 +52,7 @@ class PhaseState:
             resources: "Callable[[Any], Resources | None] | None" = None) -> Iterable[Any]:
         """The runner's parallel map (`resources(item)`: what an item's task needs, see
         Runner.map), or a plain map without a runner."""
-        if self.runner is None:
-            return map(fn, items)
-        return self.runner.map(fn, items, resources=resources) if resources is not None else self.runner.map(fn, items)
+        return self.runner.map(fn, items, resources=resources) if self.runner is not None else map(fn, items)
 
 
 def check_order(phases: Sequence[ModuleType], available: Iterable[str] = ()) -> None:

@@ -23,8 +23,9 @@ Layout under the output (names from :class:`curator.rundir.RunDir`)::
     shards/<split>/<profile>/<bucket>/shard-000000.json shard index: keys, byte offsets, digest
 
 Modules: :mod:`.plan` (buckets, split selection, the plan), :mod:`.write` (tars, indexes,
-stale removal), :mod:`.latent` (the latent profile's encoding), :mod:`.card` (the dataset card). The plan is deterministic (manifest
-order, then bucket); the same manifest gives the same names and bytes.
+stale removal), :mod:`.latent` (the latent profile's encoding), :mod:`.card` (the dataset
+card). The plan is deterministic (manifest order, then bucket); the same manifest gives the
+same names and bytes.
 """
 
 from __future__ import annotations
