@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import threading
 from typing import BinaryIO, Iterator, Sequence
 
+from . import stats
 from . import transfer as _transfer
 from .base import (
     AccessDenied,
     BucketNotFound,
     NotFound,
     ObjectInfo,
+    PreconditionFailed,
     StorageError,
     Store,
     TransientError,
@@ -40,7 +43,8 @@ __all__ = [
     "TransientError", "StorageConfig", "configure", "store_for", "list_objects", "stat",
     "exists", "read_bytes", "read_range", "write_bytes", "open_write", "upload", "download",
     "delete", "local_copy", "join", "normalize", "relative", "split", "local_path", "display",
-    "prefetch", "BackgroundUploader", "current_config", "reset_stores",
+    "prefetch", "BackgroundUploader", "current_config", "reset_stores", "PreconditionFailed", "read_versioned",
+    "put_if", "stats",
 ]
 
 #: scheme -> "module:Class", imported on first use
@@ -151,35 +155,67 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     uri = normalize(uri)
-    data = _PREFETCHED.take(uri)
+    data = _PREFETCHED.take(uri)  # counted when it was fetched
     if data is not None:
         return data
-    return store_for(uri).read_bytes(uri)
+    data = store_for(uri).read_bytes(uri)
+    stats.add_read(uri, len(data))
+    return data
 
 
 def read_range(uri: str, start: int, end: int | None = None) -> bytes:
     uri = normalize(uri)
-    return store_for(uri).read_range(uri, start, end)
+    data = store_for(uri).read_range(uri, start, end)
+    stats.add_read(uri, len(data))
+    return data
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     uri = normalize(uri)
     store_for(uri).write_bytes(uri, data)
+    stats.add_written(uri, len(data))
 
 
-def open_write(uri: str) -> contextlib.AbstractContextManager[BinaryIO]:
+@contextlib.contextmanager
+def open_write(uri: str) -> Iterator[BinaryIO]:
     uri = normalize(uri)
-    return store_for(uri).open_write(uri)
+    with store_for(uri).open_write(uri) as fh:
+        yield fh
+        size = fh.tell()
+    stats.add_written(uri, size)
 
 
 def upload(local: str, uri: str) -> None:
     uri = normalize(uri)
     store_for(uri).upload(local, uri)
+    stats.add_written(uri, os.path.getsize(local))
 
 
 def download(uri: str, local: str) -> None:
     uri = normalize(uri)
     store_for(uri).download(uri, local)
+    stats.add_read(uri, os.path.getsize(local))
+
+
+def read_versioned(uri: str) -> tuple[bytes, str]:
+    """`(bytes, version)` of an object, for a later :func:`put_if` (raises NotFound)."""
+    uri = normalize(uri)
+    data, version = store_for(uri).read_versioned(uri)
+    stats.add_read(uri, len(data))
+    return data, version
+
+
+def put_if(uri: str, data: bytes, version: str | None) -> str:
+    """Compare-and-swap write: replace the object only if it is still at `version` (from
+    :func:`read_versioned` or an earlier put_if), or create it only if it does not exist
+    (`version=None`); returns the new version. Raises :class:`PreconditionFailed` when
+    another writer got there first. Each store checks and writes atomically: S3
+    If-None-Match / If-Match, GCS ifGenerationMatch, Azure ETag conditions, a lock file
+    and an atomic rename for local files (docs/storage.md, "Conditional writes")."""
+    uri = normalize(uri)
+    version = store_for(uri).put_if(uri, data, version)
+    stats.add_written(uri, len(data))
+    return version
 
 
 def delete(uri: str) -> None:
@@ -190,7 +226,15 @@ def delete(uri: str) -> None:
 def local_copy(uri: str) -> contextlib.AbstractContextManager[str]:
     """`with local_copy(uri) as path:` a local file for decoders (a temp copy if remote)."""
     uri = normalize(uri)
-    return _local_copy(store_for(uri), uri, local_path(uri))
+    return _counted_copy(uri)
+
+
+@contextlib.contextmanager
+def _counted_copy(uri: str) -> Iterator[str]:
+    with _local_copy(store_for(uri), uri, local_path(uri)) as path:
+        with contextlib.suppress(OSError):
+            stats.add_read(uri, os.path.getsize(path))  # a local file: what the caller will read
+        yield path
 
 
 _transfer.bind(sys.modules[__name__])

@@ -211,6 +211,22 @@ class AzureStore(RemoteStore):
         self._call(lambda: blob.commit_block_list([BlobBlock(block_id=i) for i in ids]),
                    "commit the blocks of", uri, "commit")
 
+    # ------------------------------------------------------- conditional writes
+    def _get_versioned(self, uri: str) -> tuple[bytes, str]:
+        downloader = self._blob(uri).download_blob(max_concurrency=1)
+        return downloader.readall(), str(downloader.properties.etag)
+
+    def _put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        # Azure: If-None-Match: * (overwrite=False) creates only; If-Match: ETag replaces only
+        # that version (412 ConditionNotMet; 409 BlobAlreadyExists when creating).
+        from azure.core import MatchConditions
+
+        kw: dict[str, Any] = {"overwrite": version is not None, "max_concurrency": 1}
+        if version is not None:
+            kw.update(etag=version, match_condition=MatchConditions.IfNotModified)
+        resp = self._blob(uri).upload_blob(data, **kw)
+        return str(resp["etag"])
+
     # ------------------------------------------------------------------ delete
     def _delete(self, uri: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

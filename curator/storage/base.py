@@ -44,6 +44,11 @@ class TransientError(StorageError):
     """Throttling, 5xx or a dropped connection: worth retrying."""
 
 
+class PreconditionFailed(StorageError):
+    """A conditional write (:meth:`Store.put_if`) found the object created or changed by
+    someone else since the version it was given (or present, when creating only)."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     uri: str
@@ -167,6 +172,23 @@ class Store(ABC):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    # -- conditional writes --------------------------------------------------------------
+    def read_versioned(self, uri: str) -> tuple[bytes, str]:
+        """The whole object and its version (S3 ETag, GCS generation, Azure ETag; local
+        files: mtime and content hash). The version is never newer than the bytes: a
+        :meth:`put_if` with it fails rather than overwrite a change the bytes do not show."""
+        raise StorageError(f"{self.scheme}:// has no conditional writes")
+
+    def put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        """Compare-and-swap: write the whole object only if it is still at `version`
+        (`None`: only if it does not exist), atomically with the check; return the new
+        version. Raises :class:`PreconditionFailed` when the condition does not hold.
+
+        Retries: a request retried after a lost answer can find its own first attempt
+        applied and fail; callers that must know check what they read next (the catalog's
+        commit loop does)."""
+        raise StorageError(f"{self.scheme}:// has no conditional writes")
 
     # -- delete ------------------------------------------------------------------------
     @abstractmethod

@@ -233,6 +233,34 @@ class GCSStore(RemoteStore):
         while not upload.finished:
             self._call(chunk, "upload a chunk of", uri, "part")
 
+    # ------------------------------------------------------- conditional writes
+    def _get_versioned(self, uri: str) -> tuple[bytes, str]:
+        from google.api_core import exceptions as gexc
+
+        _, bucket, key = split(uri)
+        # The generation first, then the bytes of exactly that generation (ifGenerationMatch:
+        # 412 if it moved on meanwhile, then both again): never a version newer than the bytes.
+        for _ in range(20):
+            blob = self.client.bucket(bucket).get_blob(key, retry=None, timeout=self._timeout)
+            if blob is None:
+                raise gexc.NotFound(f"{uri}")
+            gen = int(blob.generation)
+            try:
+                data = blob.download_as_bytes(if_generation_match=gen, retry=None, timeout=self._timeout)
+            except gexc.PreconditionFailed:
+                continue
+            return data, str(gen)
+        raise make_error(TransientError, uri, "read", "changed while read, 20 times")
+
+    def _put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        # GCS preconditions: ifGenerationMatch=0 creates only; =N replaces only generation N.
+        _, bucket, key = split(uri)
+        blob = self.client.bucket(bucket).blob(key)
+        blob.upload_from_string(data, content_type="application/octet-stream",
+                                if_generation_match=0 if version is None else int(version),
+                                retry=None, timeout=self._timeout)
+        return str(blob.generation)
+
     # ------------------------------------------------------------------ delete
     def _delete(self, uri: str) -> None:
         from google.api_core import exceptions as gexc

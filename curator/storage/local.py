@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from typing import BinaryIO, Iterator
 
-from .base import AccessDenied, NotFound, ObjectInfo, StorageError, Store
+from .base import AccessDenied, NotFound, ObjectInfo, PreconditionFailed, StorageError, Store
 from .uri import display, local_path, normalize
+
+#: our own in-flight temp files and lock files, never listed
+LOCK_PREFIX = ".curator-lock-"
+HIDDEN = (".part-", ".curator-tmp-", LOCK_PREFIX)
+
+
+def _version(st: os.stat_result, data: bytes) -> str:
+    """A local file's version: its mtime and a hash of its bytes."""
+    return f"{st.st_mtime_ns:x}-{hashlib.sha256(data).hexdigest()[:16]}"
 
 
 def _path(uri: str) -> str:
@@ -49,7 +60,7 @@ class LocalStore(Store):
             except FileNotFoundError:
                 return
             for e in entries:
-                if e.name.startswith(".part-") or e.name.startswith(".curator-tmp-"):
+                if e.name.startswith(HIDDEN):
                     continue  # our own in-flight temp files
                 if e.is_dir(follow_symlinks=False):
                     yield from walk(e.path)
@@ -58,7 +69,7 @@ class LocalStore(Store):
                     yield ObjectInfo(normalize(e.path), st.st_size, st.st_mtime)
 
         for e in sorted(os.scandir(root), key=lambda e: e.name):
-            if not e.name.startswith(name_prefix) or e.name.startswith((".part-", ".curator-tmp-")):
+            if not e.name.startswith(name_prefix) or e.name.startswith(HIDDEN):
                 continue
             if e.is_dir(follow_symlinks=False):
                 yield from walk(e.path)
@@ -129,3 +140,44 @@ class LocalStore(Store):
     def delete(self, uri: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_path(uri))
+
+    # -- conditional writes: a lock file (flock) around the check and an atomic rename ----
+    def read_versioned(self, uri: str) -> tuple[bytes, str]:
+        try:
+            with open(_path(uri), "rb") as fh:  # one inode: a rename meanwhile does not mix versions
+                st = os.fstat(fh.fileno())
+                data = fh.read()
+        except OSError as exc:
+            raise _errors(uri, exc) from None
+        return data, _version(st, data)
+
+    @contextlib.contextmanager
+    def _locked(self, path: str) -> Iterator[None]:
+        """An exclusive flock on `.curator-lock-<name>` beside the file. The kernel drops it
+        when the process dies, so a crash never leaves the object locked; the lock file
+        itself stays (removing it would let two writers lock two different files)."""
+        parent, name = os.path.split(path)
+        os.makedirs(parent, exist_ok=True)
+        fd = os.open(os.path.join(parent, LOCK_PREFIX + name), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        path = _path(uri)
+        try:
+            with self._locked(path):
+                try:
+                    current: str | None = self.read_versioned(uri)[1]
+                except NotFound:
+                    current = None
+                if current != version:
+                    what = "exists" if version is None else ("is gone" if current is None else "changed")
+                    raise PreconditionFailed(f"conditional write of {display(uri)} refused: the object {what}")
+                with self.open_write(uri) as fh:
+                    fh.write(data)
+                return _version(os.stat(path), data)
+        except OSError as exc:
+            raise _errors(uri, exc) from None

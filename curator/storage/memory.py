@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from typing import Iterator
 
-from .base import BucketNotFound, NotFound, ObjectInfo, Store
+from .base import BucketNotFound, NotFound, ObjectInfo, PreconditionFailed, Store
 from .uri import split
 
 _LOCK = threading.Lock()
@@ -66,3 +67,27 @@ class MemoryStore(Store):
         _, bucket, key = split(uri)
         with _LOCK:
             self._bucket(bucket, uri).pop(key, None)
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str]:
+        _, bucket, key = split(uri)
+        item = self._bucket(bucket, uri).get(key)
+        if item is None:
+            raise NotFound(f"no such object: {uri}")
+        return item[0], _version(item)
+
+    def put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        _, bucket, key = split(uri)
+        objs = self._bucket(bucket, uri)
+        with _LOCK:
+            item = objs.get(key)
+            current = None if item is None else _version(item)
+            if current != version:
+                raise PreconditionFailed(f"conditional write of {uri} refused: the object "
+                                         + ("exists" if version is None else "changed or is gone"))
+            new = (bytes(data), time.time())
+            objs[key] = new
+            return _version(new)
+
+
+def _version(item: tuple[bytes, float]) -> str:
+    return f"{item[1]!r}-{hashlib.sha256(item[0]).hexdigest()[:16]}"

@@ -24,7 +24,7 @@ from abc import abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, TypeVar
 
-from .base import BucketNotFound, NotFound, ObjectInfo, StorageError, Store
+from .base import BucketNotFound, NotFound, ObjectInfo, PreconditionFailed, StorageError, Store
 from .retry import RetryPolicy, make_error, quiet_sdk_loggers
 from .uri import split
 
@@ -249,6 +249,39 @@ class RemoteStore(Store):
     @abstractmethod
     def _upload_parts(self, uri: str, src: Source) -> None:
         """Multipart / resumable / block upload; nothing visible unless it completes."""
+
+    # ------------------------------------------------------- conditional writes
+    def read_versioned(self, uri: str) -> tuple[bytes, str]:
+        try:
+            return self._call(lambda: self._get_versioned(uri), "read", uri, "get")
+        except NotFound as exc:
+            if isinstance(exc, BucketNotFound):
+                raise
+            raise self._missing(uri, "read") from None
+
+    def put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        """One request with the store's own precondition (S3 If-None-Match / If-Match,
+        GCS ifGenerationMatch, Azure If-None-Match / If-Match on the ETag): the service
+        checks and writes atomically."""
+        try:
+            return self._call(lambda: self._put_if(uri, bytes(data), version), "write (conditionally)", uri, "put")
+        except NotFound as exc:
+            if isinstance(exc, BucketNotFound):
+                raise
+            missing = self._missing(uri, "write")
+            if isinstance(missing, BucketNotFound):
+                raise missing from None
+            # If-Match on an object that was deleted meanwhile
+            raise PreconditionFailed(f"conditional write of {uri} refused: the object is gone") from None
+
+    @abstractmethod
+    def _get_versioned(self, uri: str) -> tuple[bytes, str]:
+        """The object's bytes and its version (ETag / generation), never a newer version
+        than the bytes."""
+
+    @abstractmethod
+    def _put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        """One conditional write (create only when `version` is None); the new version."""
 
     # -------------------------------------------------------------------- delete
     def delete(self, uri: str) -> None:

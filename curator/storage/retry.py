@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
-from .base import AccessDenied, BucketNotFound, NotFound, StorageError, TransientError
+from .base import AccessDenied, BucketNotFound, NotFound, PreconditionFailed, StorageError, TransientError
 from .uri import display, split
 
 log = logging.getLogger("curator.storage")
@@ -49,6 +49,10 @@ DENIED_CODES = frozenset({
 })
 BUCKET_CODES = frozenset({"NoSuchBucket", "ContainerNotFound", "ContainerBeingDeleted"})
 OBJECT_CODES = frozenset({"NoSuchKey", "BlobNotFound", "NotFound", "404"})
+#: a conditional request lost its race: the object exists, changed, or another conditional
+#: write to it is in flight (S3 ConditionalRequestConflict, HTTP 409: "retry the request")
+PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionNotMet", "BlobAlreadyExists",
+                                "ConditionalRequestConflict", "conditionNotMet"})
 
 
 def retryable_status(status: int | None, code: str | None = None) -> bool:
@@ -138,6 +142,8 @@ def make_error(cls: type[StorageError], uri: str, op: str, detail: str = "") -> 
         msg = f"no such object: {where}"
     elif cls is AccessDenied:
         msg = f"access denied: cannot {op} {where}{d}; check the credentials and permissions for {bucket_uri(uri)}"
+    elif cls is PreconditionFailed:
+        msg = f"{op} {where} refused: the object was created or changed meanwhile{d}"
     elif cls is TransientError:
         msg = f"{op} {where} failed{d}"
     else:
@@ -154,6 +160,8 @@ def classify_http(status: int | None, code: str, uri: str, op: str) -> StorageEr
         return make_error(NotFound, uri, op)
     if status in (401, 403) or code in DENIED_CODES:
         return make_error(AccessDenied, uri, op, detail)
+    if status == 412 or code in PRECONDITION_CODES:
+        return make_error(PreconditionFailed, uri, op, detail)
     if retryable_status(status, code):
         return make_error(TransientError, uri, op, detail)
     return make_error(StorageError, uri, op, detail)

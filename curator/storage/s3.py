@@ -196,6 +196,26 @@ class S3Store(RemoteStore):
             # multipart uploads removes the parts.
             log.warning("%s", exc)
 
+    # ------------------------------------------------------- conditional writes
+    def _get_versioned(self, uri: str) -> tuple[bytes, str]:
+        _, bucket, key = split(uri)
+        resp = self.client.get_object(Bucket=bucket, Key=key)
+        body = resp["Body"]
+        try:  # not `with body:` (see _get)
+            data = body.read()
+        finally:
+            body.close()
+        return data, str(resp["ETag"]).strip('"')
+
+    def _put_if(self, uri: str, data: bytes, version: str | None) -> str:
+        # S3 conditional writes (2024): If-None-Match: * creates only; If-Match replaces
+        # only that ETag. 412 PreconditionFailed, or 409 ConditionalRequestConflict while
+        # another conditional write to the key is in flight.
+        _, bucket, key = split(uri)
+        cond = {"IfNoneMatch": "*"} if version is None else {"IfMatch": f'"{version}"'}
+        resp = self.client.put_object(Bucket=bucket, Key=key, Body=data, **cond)
+        return str(resp["ETag"]).strip('"')
+
     # ------------------------------------------------------------------ delete
     def _delete(self, uri: str) -> None:
         _, bucket, key = split(uri)

@@ -124,7 +124,9 @@ def prefetch(
         try:
             if stat(uri).size > max_bytes:
                 return None
-            return store_for(uri).read_bytes(uri)
+            data: bytes = store_for(uri).read_bytes(uri)
+            _facade.stats.add_read(uri, len(data))
+            return data
         except StorageError as exc:
             log.debug("prefetch of %s failed (%s); the consumer will read it", uri, exc)
             return None

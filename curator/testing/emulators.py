@@ -9,11 +9,13 @@ mixed with the caller's) and is reachable from any process on this machine, Ray 
 included. What each one lacks is listed in docs/storage.md:
 
 - ``MotoS3``: moto's server (as ``python -m moto.server`` runs it, plus a fast seeding
-  endpoint for large listings: :mod:`curator.testing.moto_server`). Full S3 API incl. multipart;
+  endpoint for large listings and conditional writes made atomic:
+  :mod:`curator.testing.moto_server`). Full S3 API incl. multipart;
   IAM authorisation can be switched on at run time (:meth:`MotoS3.enforce_auth`).
 - ``GCSEmulator``: the ``gcp-storage-emulator`` package, in memory. JSON API, resumable
   uploads and ranged reads; no XML multipart API (501), no authorisation, one request
-  at a time (a single-threaded HTTP/1.0 server).
+  at a time (a single-threaded HTTP/1.0 server). It ignores ``ifGenerationMatch``;
+  :mod:`curator.testing.gcs_server` adds GCS's precondition check on uploads and downloads.
 - ``Azurite``: Microsoft's emulator from npm (``azurite-blob``, installed by ``npm install``
   at the repository root), in memory. Shared-key and SAS authorisation are enforced.
 
@@ -263,8 +265,14 @@ class GCSEmulator(Emulator):
     project = "curator-test"
 
     def command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-                "--port", str(port), "--in-memory", "--quiet"]
+        # the emulator package plus GCS's generation preconditions (curator.testing.gcs_server)
+        return [sys.executable, "-m", "curator.testing.gcs_server", "-H", "127.0.0.1", "-p", str(port)]
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        root = str(repo_root())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        return env
 
     def ready(self) -> bool:
         return _http_ok(f"{self.endpoint}/storage/v1/b?project={self.project}")
