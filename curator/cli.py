@@ -240,6 +240,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from curator import index, storage
+    from curator.catalog import compact, core
+    from curator.catalog import dedup as catalog_dedup
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)  # a catalog, not a run folder: this process is its only user
+    try:
+        if args.action == "show":
+            res = compact.describe(args.catalog)
+        elif args.action == "compact":
+            res = compact.compact(args.catalog, cfg.index, target_rows=cfg.catalog.compact_target_rows,
+                                  vacuum_after_s=cfg.catalog.vacuum_after_s)
+        elif args.action == "vacuum":
+            res = {"vacuumed": compact.vacuum(args.catalog, older_than_s=cfg.catalog.vacuum_after_s)}
+        else:
+            res = catalog_dedup.full(args.catalog, cfg.dedup)
+            if not args.json:
+                print(catalog_dedup.format_result(res))
+                return 0
+    except (core.CatalogError, index.SearchError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(res, indent=1, default=str))
+    return 0
+
+
 def _run_config(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig | None:
     """The config a finished run recorded (config.yaml under its output), with --set applied."""
     from curator.rundir import RunDir
@@ -468,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON rows instead of a table")
     _config_args(p)
     p.set_defaults(fn=cmd_search)
+
+    p = sub.add_parser("catalog", help="the clip catalog shared by runs and clouds: show | compact | vacuum | dedup "
+                                       "(docs/catalog.md)")
+    p.add_argument("action", choices=["show", "compact", "vacuum", "dedup"],
+                   help="show: counts per site, commits, ledger; compact: merge small segments, apply tombstones; "
+                        "vacuum: delete files no commit lists (older than catalog.vacuum_after_s); dedup: "
+                        "near-duplicates across every run and cloud, from embeddings only")
+    p.add_argument("catalog", help="catalog URI (an index.uri shared by runs)")
+    p.add_argument("--json", action="store_true", help="dedup: print the result as JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_catalog)
 
     p = sub.add_parser("models", help="the model directory: list | check | download NAME (the only command "
                                       "that contacts a model hub)")

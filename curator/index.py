@@ -11,21 +11,21 @@ Layout under the index URI (default ``<output>/index``)::
                                 vectors = cosine): IVF + fp16 scalar quantiser for large segments,
                                 exact flat search for small ones; ids are row numbers
 
-Adding a run writes one new segment with the clips the index does not hold yet, then
-rewrites index.json (atomically): nothing already written is rebuilt. A query visits the
-segments one at a time and merges their top hits, so memory is one segment's ANN index
-and the metadata columns the filter needs.
+Adding a run writes new segments with the clips the index does not hold yet, then
+commits them to index.json with a compare-and-swap write (:mod:`curator.catalog.core`):
+any number of runs can add to one index at once without losing clips, and nothing
+already written is rebuilt. A query visits the segments one at a time and merges their
+top hits, so memory is one segment's ANN index and the metadata columns the filter needs.
+Rows of sources that were changed or deleted after they were indexed are hidden by
+tombstones (docs/catalog.md).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import io
-import json
 import logging
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,13 +33,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator import storage, where
+from curator.catalog import core
 from curator.config import IndexConfig
 from curator.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-INDEX_JSON = "index.json"
-FORMAT = 1
+INDEX_JSON = core.INDEX_JSON
+FORMAT = core.FORMAT
 #: manifest columns never copied into the index (bytes, per-run internals, video-only)
 EXCLUDE = {"timings", "spans", "checks", "num_clips", "split_method", "mp4", "video_bytes", "embedding",
            "kind", "rotation", "container", "codec", "pix_fmt", "size_bytes", "has_audio", "vfr"}
@@ -47,7 +48,7 @@ EXCLUDE = {"timings", "spans", "checks", "num_clips", "split_method", "mp4", "vi
 DEFAULT_COLUMNS = ["clip_id", "score", "start_s", "end_s", "status", "reason", "clip_uri"]
 
 
-class SearchError(RuntimeError):
+class SearchError(core.CatalogError):
     """The index cannot answer this query; the message says why and what to do."""
 
 
@@ -60,6 +61,8 @@ def index_uri_for(output_uri: str, cfg: IndexConfig) -> str:
 class IndexMeta:
     uri: str
     doc: dict[str, Any]
+    version: str | None = None  # of index.json as read (None: not there yet)
+    _tombs: dict[str, int] | None = field(default=None, repr=False)
 
     @property
     def segments(self) -> list[dict[str, Any]]:
@@ -72,19 +75,31 @@ class IndexMeta:
     def seg_uri(self, seg: dict[str, Any], ext: str) -> str:
         return storage.join(self.uri, "segments", f"{seg['id']}.{ext}")
 
+    @property
+    def tombstones(self) -> dict[str, int]:
+        if self._tombs is None:
+            self._tombs = core.load_tombstones(self.uri, self.doc)
+        return self._tombs
+
+    def visible(self, seg: dict[str, Any], source_uris: Any = None) -> np.ndarray | None:
+        """Rows of `seg` no tombstone hides (bool mask), or None when every row is visible."""
+        if not self.tombstones:
+            return None
+        if source_uris is None:
+            source_uris = _read_parquet(self.seg_uri(seg, "parquet"), ["source_uri"]).column("source_uri")
+        mask = core.visible(seg, source_uris, self.tombstones)
+        return None if mask.all() else mask
+
 
 def read_meta(index_uri: str, must_exist: bool = True) -> IndexMeta:
-    index_uri = storage.normalize(index_uri)
     try:
-        doc = json.loads(storage.read_bytes(storage.join(index_uri, INDEX_JSON)))
-    except storage.NotFound:
-        if must_exist:
-            raise SearchError(f"no clip index at {storage.display(index_uri)} (no {INDEX_JSON}); "
-                              f"build one with `curator index RUN` or a run with index.enabled") from None
-        doc = {"format": FORMAT, "embedding_model": None, "dim": None, "segments": []}
-    if doc.get("format") != FORMAT:
-        raise SearchError(f"{storage.display(index_uri)}: index format {doc.get('format')} is not {FORMAT}")
-    return IndexMeta(index_uri, doc)
+        snap = core.read(index_uri)
+    except core.CatalogError as exc:
+        raise SearchError(str(exc)) from None
+    if snap.version is None and must_exist:
+        raise SearchError(f"no clip index at {storage.display(snap.uri)} (no {INDEX_JSON}); "
+                          f"build one with `curator index RUN` or a run with index.enabled")
+    return IndexMeta(snap.uri, snap.doc, snap.version)
 
 
 def _read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
@@ -156,69 +171,177 @@ def build_ann(emb: np.ndarray, cfg: IndexConfig, seed: int = 0) -> tuple[bytes, 
     return faiss.serialize_index(ix).tobytes(), kind
 
 
-def add_run(output_uri: str, index_uri: str, cfg: IndexConfig, segment_rows: int = 200_000) -> dict[str, Any]:
+def site_of(uri: str | None) -> str | None:
+    """The store a URI lives in: ``s3://bucket``, ``gs://bucket``, ``az://container``, ``file://``."""
+    if not uri:
+        return None
+    scheme, bucket, _ = storage.split(uri)
+    return f"{scheme}://{bucket}"
+
+
+def row_keys(t: pa.Table) -> pa.Array:
+    """A clip's identity in the index, ``<source_uri>#<clip_id>`` (clip ids alone repeat
+    across clouds: they come from the key below the input root)."""
+    src = t.column("source_uri") if "source_uri" in t.column_names else pa.nulls(t.num_rows, pa.string())
+    out = pc.binary_join_element_wise(pc.fill_null(src, ""), pc.fill_null(t.column("clip_id"), ""), "#")
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def add_run(output_uri: str, index_uri: str, cfg: IndexConfig, segment_rows: int = 200_000, *,
+            replace_sources: Iterable[str] = (), sources: list[dict[str, Any]] | None = None,
+            commit_id: str | None = None) -> dict[str, Any]:
     """Add the clips of one run (its manifest) that the index does not hold yet, as new
-    segments of at most `segment_rows` clips. Returns {"added", "skipped", "segments"}."""
+    segments of at most `segment_rows` clips, in one commit. Returns {"added", "skipped",
+    "segments", "index"}.
+
+    Concurrent writers: the segment files are written first under unique names, then one
+    compare-and-swap commit lists them (:func:`curator.catalog.core.commit`). A writer that
+    finds clips it is adding registered by a commit that beat it (the same run indexed
+    twice at once) rewrites its segments without them first.
+
+    `replace_sources`: source URIs whose earlier rows this commit hides (a changed source
+    redone: `curator watch`); `sources`: ledger records committed with the clips."""
     output_uri = storage.normalize(output_uri)
     meta = read_meta(index_uri, must_exist=False)
-    existing = _existing_ids(meta)
+    replace = sorted(set(replace_sources))
+    existing = _existing_keys(meta, skip_sources=set(replace))
     tables: list[pa.Table] = []
     embs: list[np.ndarray] = []
     pending = 0
-    skipped = added = 0
-    new_segments: list[str] = []
+    skipped = 0
+    model: str | None = meta.model
+    dim: int | None = meta.doc.get("dim")
+    ours: list[dict[str, Any]] = []  # segment entries written, not yet committed
+    our_keys: set[str] = set()
     for t, emb, m in _clip_rows(output_uri):
-        if meta.model is None:
-            meta.doc["embedding_model"] = m
-        elif m != meta.model:
-            raise SearchError(f"{storage.display(meta.uri)} holds {meta.model} embeddings; this run has {m} "
+        if model is None:
+            model = m
+        elif m != model:
+            raise SearchError(f"{storage.display(meta.uri)} holds {model} embeddings; this run has {m} "
                               f"(use another index.uri)")
-        if meta.doc.get("dim") and emb.shape[1] != meta.doc["dim"]:
-            raise SearchError(f"embedding size {emb.shape[1]} does not match the index ({meta.doc['dim']})")
+        if dim and emb.shape[1] != dim:
+            raise SearchError(f"embedding size {emb.shape[1]} does not match the index ({dim})")
+        dim = emb.shape[1]
+        keys = row_keys(t)
         if existing is not None and len(existing):
-            new = np.asarray(pc.invert(pc.is_in(t.column("clip_id"), value_set=existing)))
+            new = np.asarray(pc.invert(pc.is_in(keys, value_set=existing)))
             skipped += int((~new).sum())
-            t, emb = t.filter(pa.array(new)), emb[new]
+            t, emb, keys = t.filter(pa.array(new)), emb[new], keys.filter(pa.array(new))
         if t.num_rows:
-            tables.append(t.append_column("source_run", pa.array([output_uri] * t.num_rows, pa.string())))
+            t = t.append_column("source_run", pa.array([output_uri] * t.num_rows, pa.string()))
+            clip_uris = t.column("clip_uri").to_pylist() if "clip_uri" in t.column_names else [None] * t.num_rows
+            t = t.append_column("site", pa.array([site_of(u) or site_of(output_uri) for u in clip_uris], pa.string()))
+            tables.append(t)
             embs.append(emb)
+            our_keys.update(keys.to_pylist())
             pending += t.num_rows
         if pending >= segment_rows:
-            added += _write_segment(meta, tables, embs, output_uri, cfg, new_segments)
+            ours.append(_write_segment(meta.uri, tables, embs, output_uri, cfg))
             tables, embs, pending = [], [], 0
     if tables:
-        added += _write_segment(meta, tables, embs, output_uri, cfg, new_segments)
-    return {"added": added, "skipped": skipped, "segments": new_segments, "index": meta.uri}
+        ours.append(_write_segment(meta.uri, tables, embs, output_uri, cfg))
+    extra: dict[str, list[dict[str, Any]]] = {}
+    if replace:
+        tid = core.new_id()
+        core.write_table(storage.join(meta.uri, "tombstones", f"{tid}.parquet"),
+                         core.tombstone_table(replace, "changed"))
+        extra["tombstones"] = [{"id": tid, "rows": len(replace), "created": core.now_iso()}]
+    if sources:
+        sid = core.new_id()
+        core.write_table(storage.join(meta.uri, "sources", f"{sid}.parquet"), core.sources_table(sources))
+        extra["sources"] = [{"id": sid, "rows": len(sources), "created": core.now_iso()}]
+    if not ours and not extra:
+        return {"added": 0, "skipped": skipped, "segments": [], "index": meta.uri}
+    based_on = {s["id"] for s in meta.segments}
+
+    def apply(doc: dict[str, Any], seq: int) -> dict[str, Any]:
+        if ours:
+            if doc.get("embedding_model") is None:
+                doc["embedding_model"] = model
+            elif doc["embedding_model"] != model:
+                raise SearchError(f"{storage.display(meta.uri)} holds {doc['embedding_model']} embeddings; "
+                                  f"this run has {model} (use another index.uri)")
+            if doc.get("dim") and doc["dim"] != dim:
+                raise SearchError(f"embedding size {dim} does not match the index ({doc['dim']})")
+            doc["dim"] = dim
+            newer = [s for s in doc["segments"] if s["id"] not in based_on]
+            if newer:
+                now = IndexMeta(meta.uri, doc)
+                overlap = our_keys & set(_keys_of(now, newer))
+                based_on.update(s["id"] for s in newer)
+                if overlap:
+                    raise core.Rebase(overlap)
+        for seg in ours:
+            doc["segments"].append({**seg, "seq": seq})
+        for kind, entries in extra.items():
+            doc.setdefault(kind, []).extend({**e, "seq": seq} for e in entries)
+        return doc
+
+    def rebase(exc: core.Rebase) -> None:
+        drop: set[str] = exc.detail
+        log.info("index %s: %d clips were registered meanwhile by another writer; rewriting this run's segments "
+                 "without them", storage.display(meta.uri), len(drop))
+        for i, seg in enumerate(list(ours)):
+            t = _read_parquet(meta.seg_uri(seg, "parquet"))
+            keep = np.asarray(pc.invert(pc.is_in(row_keys(t), value_set=pa.array(sorted(drop), pa.string()))))
+            for ext in ("parquet", "faiss"):
+                storage.delete(meta.seg_uri(seg, ext))
+            ours[i] = {} if not keep.any() else _rewrite_segment(meta.uri, t.filter(pa.array(keep)), output_uri, cfg)
+        ours[:] = [s for s in ours if s]
+        our_keys.difference_update(drop)
+        nonlocal skipped
+        skipped += len(drop)
+
+    res = core.commit(meta.uri, apply, commit_id, on_rebase=rebase)
+    return {"added": sum(s["rows"] for s in ours), "skipped": skipped, "segments": [s["id"] for s in ours],
+            "index": meta.uri, "seq": res.seq, "attempts": res.attempts}
 
 
-def _write_segment(meta: IndexMeta, tables: list[pa.Table], embs: list[np.ndarray], output_uri: str,
-                   cfg: IndexConfig, new_segments: list[str]) -> int:
+def _rewrite_segment(index_uri: str, table: pa.Table, output_uri: str, cfg: IndexConfig) -> dict[str, Any]:
+    emb = np.asarray(table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                     np.float16).reshape(table.num_rows, -1)
+    return _write_segment(index_uri, [table.drop_columns(["embedding"])], [emb], output_uri, cfg)
+
+
+def _write_segment(index_uri: str, tables: list[pa.Table], embs: list[np.ndarray], source_run: str,
+                   cfg: IndexConfig) -> dict[str, Any]:
+    """Write one segment's Parquet and faiss files under a fresh id; return its entry (not
+    yet listed in index.json: readers see it only once a commit lists it)."""
     table = pa.concat_tables(tables, promote_options="permissive")
     emb = np.concatenate(embs)
     d = emb.shape[1]
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
-    ids = table.column("clip_id").to_pylist()
-    now = _dt.datetime.now(_dt.timezone.utc)
-    seg_id = f"{now:%Y%m%dT%H%M%S}-{hashlib.sha256(('|'.join(ids) + output_uri).encode()).hexdigest()[:10]}"
+    seg_id = core.new_id()
     ann, kind = build_ann(emb, cfg)
-    seg = {"id": seg_id, "rows": table.num_rows, "ann": kind, "source_run": output_uri,
-           "created": now.isoformat(timespec="seconds")}
+    seg = {"id": seg_id, "rows": table.num_rows, "ann": kind, "source_run": source_run, "created": core.now_iso()}
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=8192)
-    storage.write_bytes(meta.seg_uri(seg, "parquet"), buf.getvalue())
-    storage.write_bytes(meta.seg_uri(seg, "faiss"), ann)
-    meta.doc["dim"] = d
-    meta.doc["segments"] = meta.segments + [seg]
-    # index.json last: a segment exists for readers only once it is listed
-    storage.write_bytes(storage.join(meta.uri, INDEX_JSON), json.dumps(meta.doc, indent=1).encode())
-    new_segments.append(seg_id)
-    return table.num_rows
+    storage.write_bytes(storage.join(index_uri, "segments", f"{seg_id}.parquet"), buf.getvalue())
+    storage.write_bytes(storage.join(index_uri, "segments", f"{seg_id}.faiss"), ann)
+    return seg
 
 
-def _existing_ids(meta: IndexMeta) -> pa.Array | None:
-    arrays = [_read_parquet(meta.seg_uri(s, "parquet"), ["clip_id"]).column("clip_id").combine_chunks()
-              for s in meta.segments]
-    return pa.concat_arrays(arrays) if arrays else None
+def _keys_of(meta: IndexMeta, segments: list[dict[str, Any]]) -> list[str]:
+    """Keys of the visible rows of these segments."""
+    out: list[str] = []
+    for seg in segments:
+        uri = meta.seg_uri(seg, "parquet")
+        t = _read_parquet(uri, [c for c in ("source_uri", "clip_id") if c in _schema_names(uri)])
+        keys = row_keys(t)
+        vis = meta.visible(seg, t.column("source_uri") if "source_uri" in t.column_names else None)
+        if vis is not None:
+            keys = keys.filter(pa.array(vis))
+        out.extend(keys.to_pylist())
+    return out
+
+
+def _existing_keys(meta: IndexMeta, skip_sources: set[str] | None = None) -> pa.Array | None:
+    """Keys of the clips the index shows (rows of `skip_sources` left out: they are about to
+    be replaced)."""
+    if not meta.segments:
+        return None
+    keys = [k for k in _keys_of(meta, meta.segments) if not skip_sources or k.rsplit("#", 1)[0] not in skip_sources]
+    return pa.array(keys, pa.string())
 
 
 # --------------------------------------------------------------------------- search
@@ -230,10 +353,11 @@ class Hit:
 
 def like_vector(meta: IndexMeta, clip_id: str) -> np.ndarray:
     for seg in meta.segments:
-        t = _read_parquet(meta.seg_uri(seg, "parquet"), ["clip_id", "embedding"])
-        i = pc.index(t.column("clip_id"), clip_id).as_py()
-        if i is not None and i >= 0:
-            return np.asarray(t.column("embedding")[i].as_py(), np.float32)
+        t = _read_parquet(meta.seg_uri(seg, "parquet"), ["clip_id", "source_uri", "embedding"])
+        vis = meta.visible(seg, t.column("source_uri"))
+        for i in np.nonzero(np.asarray(pc.equal(t.column("clip_id"), clip_id).fill_null(False)))[0].tolist():
+            if vis is None or vis[i]:
+                return np.asarray(t.column("embedding")[i].as_py(), np.float32)
     raise SearchError(f"clip {clip_id!r} is not in the index at {storage.display(meta.uri)}")
 
 
@@ -292,11 +416,17 @@ def search(index_uri: str, *, vector: np.ndarray | None = None, where_text: str 
     want = limit + (1 if exclude else 0)
     for sn, seg in enumerate(meta.segments):
         allowed = None
+        vis = meta.visible(seg)  # None: no row of this segment is hidden by a tombstone
         if tree is not None:
             names = _schema_names(meta.seg_uri(seg, "parquet"))
             cols = [c for c in where.columns(tree) if c in names]
             t = _read_parquet(meta.seg_uri(seg, "parquet"), cols or ["clip_id"])
-            allowed = np.nonzero(where.evaluate(tree, t))[0]
+            match = np.asarray(where.evaluate(tree, t), bool)
+            allowed = np.nonzero(match if vis is None else match & vis)[0]
+            if not len(allowed):
+                continue
+        elif vis is not None:
+            allowed = np.nonzero(vis)[0]
             if not len(allowed):
                 continue
         if q is None:

@@ -26,6 +26,7 @@ from curator.config.filters import (
 from curator.config.root import PipelineConfig
 from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConfig, default_model_dir
 from curator.config.shard import (
+    CatalogConfig,
     DedupConfig,
     IndexConfig,
     LatentProfileConfig,
@@ -52,7 +53,7 @@ from curator.config.stages import (
 from curator.storage.config import StorageConfig
 
 __all__ = [
-    "AestheticConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
+    "AestheticConfig", "CaptionConfig", "CatalogConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
     "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from curator.config.base import ConfigError, _Model
 from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConfig
-from curator.config.shard import DedupConfig, IndexConfig, ShardConfig
+from curator.config.shard import CatalogConfig, DedupConfig, IndexConfig, ShardConfig
 from curator.config.stages import StagesConfig
 from curator.storage.config import StorageConfig
 
@@ -32,6 +32,7 @@ class PipelineConfig(_Model):
     report: ReportConfig = Field(default_factory=ReportConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -75,7 +76,7 @@ class PipelineConfig(_Model):
         # dedup and index are global phases that redo their work from the manifest on every
         # run, so changing them never invalidates staged clips.
         d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "dedup", "index",
-                                                    "report"})
+                                                    "report", "catalog"})
         for name, stage in d.get("stages", {}).items():
             if isinstance(stage, dict):
                 stage.pop("resources", None)

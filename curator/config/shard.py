@@ -274,3 +274,22 @@ class IndexConfig(_Model):
     ivf_min_rows: int = Field(20_000, ge=1, description="Segments with at least this many clips get an IVF ANN "
                                                         "index; smaller ones are searched exactly.")
     nprobe: int = Field(16, ge=1, description="IVF lists searched per query.")
+
+
+class CatalogConfig(_Model):
+    """The catalog: the clip index shared by many runs and clouds, `curator watch`, catalog
+    dedup and compaction (docs/catalog.md)."""
+
+    dedup: bool = Field(True, description="`curator watch`: dedup each cycle's new clips against the catalog "
+                                          "(assigned to its k-means centroids; a full pass the first time).")
+    recluster_drift: float = Field(0.05, ge=0, le=2, description="Re-cluster the whole catalog when new clips' mean "
+                                                                 "cosine to their nearest centroid falls this far "
+                                                                 "below what the catalog's clips had when the "
+                                                                 "centroids were trained.")
+    compact_target_rows: int = Field(200_000, ge=1, description="`curator catalog compact`: clips per merged segment, "
+                                                                "at most.")
+    vacuum_after_s: float = Field(3600.0, ge=0, description="Files no commit lists (merged segments, a crashed "
+                                                            "writer's) are deleted once older than this; keep it "
+                                                            "above the longest time a writer takes to commit.")
+    watch_interval_s: float = Field(60.0, gt=0, description="`curator watch`: seconds between polls of the input "
+                                                            "(--interval overrides).")

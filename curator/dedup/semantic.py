@@ -47,6 +47,7 @@ class SemanticResult:
     best_idx: np.ndarray
     best_sim: np.ndarray
     pairs: np.ndarray | None = None
+    centroids: np.ndarray | None = None  # the k-means centroids the clusters came from
 
 
 def semantic_edges(parts: EmbeddingParts, active: np.ndarray | None, cfg: DedupConfig, stats: DedupStats, *,
@@ -146,6 +147,7 @@ def semantic_edges(parts: EmbeddingParts, active: np.ndarray | None, cfg: DedupC
         edges=np.concatenate(edges) if edges else np.zeros((0, 2), np.int64),
         best_idx=np.concatenate(bi) if bi else np.zeros(0, np.int64),
         best_sim=np.concatenate(bs) if bs else np.zeros(0, np.float32),
+        centroids=centroids,
     )
     if collect_pairs:
         pr = np.concatenate(pairs) if pairs else np.zeros((0, 3), np.int64)

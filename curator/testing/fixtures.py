@@ -78,3 +78,31 @@ def storage_config(*emulators: Emulator, **top: Any) -> Any:
         else:
             data[k] = v
     return StorageConfig(**data)
+
+
+#: the emulator fixture of each cloud scheme
+EMULATOR_FIXTURE = {"s3": "moto_s3", "gs": "gcs_emulator", "az": "azurite"}
+
+
+class Cloud:
+    """A fresh bucket on one emulated cloud: `name` (s3, gs, az), its emulator, `root`
+    (``<scheme>://<bucket>``)."""
+
+    def __init__(self, name: str, emulator: Emulator, root: str):
+        self.name, self.emulator, self.root = name, emulator, root
+
+    def config(self, **top: Any) -> Any:
+        return storage_config(self.emulator, **top)
+
+    def config_json(self) -> str:
+        return str(self.config(retries=3, backoff_s=0.05).model_dump_json())
+
+    def set_args(self) -> list[str]:
+        """`--set storage...` arguments for a curator command."""
+        return [a for o in self.emulator.cli_overrides() for a in ("--set", o)]
+
+
+def make_cloud(request: Any, name: str) -> Cloud:
+    """A fresh bucket on the emulator of `name` (starting it on first use)."""
+    emu = request.getfixturevalue(EMULATOR_FIXTURE[name])
+    return Cloud(name, emu, emu.create_bucket(bucket_name()))
