@@ -51,6 +51,13 @@ def where() -> dict[str, Any]:
     return info
 
 
+def merge_io(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Add bytes read / written per scheme (as curator.storage.stats reports them)."""
+    from curator.storage import stats
+
+    return stats.merge(into, more)
+
+
 class StageTracker:
     """Counters per stage and per node. Also runs as a Ray actor (see runners/ray.py)."""
 
@@ -59,9 +66,18 @@ class StageTracker:
         self.nodes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()  # the local runner records while the writer thread reads
 
-    def record(self, stage: str, node: dict[str, Any], rows_in: int, rows_out: int, busy_s: float) -> None:
+    def record(self, stage: str, node: dict[str, Any], rows_in: int, rows_out: int, busy_s: float,
+               io: dict[str, dict[str, int]] | None = None) -> None:
         with self._lock:
             self._record(stage, node, rows_in, rows_out, busy_s)
+            if io and (io.get("read") or io.get("written")):  # bytes per URI scheme (curator.storage.stats)
+                merge_io(self.stages[stage].setdefault("io", {}), io)
+
+    def add_io(self, stage: str, io: dict[str, dict[str, int]]) -> None:
+        """Bytes a stage moved outside its batches (the local runner's prefetch for ingest)."""
+        with self._lock:
+            s = self.stages.setdefault(stage, {"batches": 0, "rows_in": 0, "rows_out": 0, "busy_s": 0.0, "nodes": {}})
+            merge_io(s.setdefault("io", {}), io)
 
     def _record(self, stage: str, node: dict[str, Any], rows_in: int, rows_out: int, busy_s: float) -> None:
         s = self.stages.setdefault(stage, {"batches": 0, "rows_in": 0, "rows_out": 0, "busy_s": 0.0, "nodes": {}})
@@ -91,6 +107,8 @@ def add_placement(metrics_doc: dict[str, Any], snapshot: dict[str, Any]) -> dict
     each node advertises)."""
     for name, s in (snapshot.get("stages") or {}).items():
         metrics_doc.setdefault("stages", {}).setdefault(name, {})["nodes"] = s.get("nodes", {})
+        if s.get("io"):
+            metrics_doc["stages"][name]["io"] = s["io"]
     metrics_doc["nodes"] = snapshot.get("nodes", {})
     return metrics_doc
 

@@ -43,6 +43,7 @@ class PhaseState:
     counts: dict[str, int] = field(default_factory=dict)  # videos_resumed, videos_lost (summary)
     placement: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # adds nodes to metrics.json
     results: dict[str, Any] = field(default_factory=dict)
+    io: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # phase -> bytes read/written per scheme
 
     def __post_init__(self) -> None:
         if self.rundir.storage_options is None:  # the run folder carries the config's storage options
@@ -72,8 +73,12 @@ def run_phases(phases: Sequence[ModuleType], state: PhaseState, available: Itera
                on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Check the order, then run each phase over `state`; returns `state.results`."""
     check_order(phases, available)
+    from curator.storage import stats
+
     for ph in phases:
         if on_phase:
             on_phase(ph.NAME)
+        before = stats.snapshot()
         state.results[ph.NAME] = ph.run(state)
+        state.io[ph.NAME] = stats.delta(before)  # this process's share (a Ray map's workers count their own)
     return state.results

@@ -84,6 +84,20 @@ def summarize(rundir: RunDir, elapsed: float, resumed: int, shard_results: list[
     return s
 
 
+def io_totals(metrics_doc: dict[str, Any], phases: dict[str, dict[str, dict[str, int]]]) -> dict[str, Any]:
+    """Bytes read and written per URI scheme (``file``, ``s3``, ``gs``, ``az``, …): per stage
+    (reported by the workers), per run-level phase (this process), and in all. Which store
+    a run read from, and how much, is then a fact in metrics.json (docs/catalog.md)."""
+    from curator.storage import stats
+
+    total: dict[str, dict[str, int]] = {"read": {}, "written": {}}
+    stages = {name: s["io"] for name, s in (metrics_doc.get("stages") or {}).items() if s.get("io")}
+    for io in [*stages.values(), *phases.values()]:
+        stats.merge(total, io)
+    return {"read": dict(sorted(total["read"].items())), "written": dict(sorted(total["written"].items())),
+            "stages": stages, "phases": {k: v for k, v in phases.items() if v.get("read") or v.get("written")}}
+
+
 def run(state: PhaseState) -> Summary:
     """At the end of `curator run`: summary.json and metrics.json (with the stages'
     placement when the state has it), from one open of the manifest."""
@@ -93,6 +107,9 @@ def run(state: PhaseState) -> Summary:
                             state.results.get("shard") or [], mf)
         summary.videos_lost = state.counts.get("videos_lost", 0)
         doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary)}, mf)
-    state.rundir.write_metrics(state.placement(doc) if state.placement else doc)
-    state.rundir.write_summary({**asdict(summary), "error_rate": round(summary.error_rate, 6)})
+    doc = state.placement(doc) if state.placement else doc
+    doc["io"] = io_totals(doc, state.io)
+    state.rundir.write_metrics(doc)
+    state.rundir.write_summary({**asdict(summary), "error_rate": round(summary.error_rate, 6),
+                                "bytes_read": doc["io"]["read"], "bytes_written": doc["io"]["written"]})
     return summary

@@ -42,6 +42,25 @@ class LocalRunner(Runner):
             # download the next videos (storage.prefetch of them) while this one is processed
             first.ensure_setup()  # configures storage in this process
             inputs = storage.prefetch(inputs, first.prefetch_uri, skip=getattr(first, "done_before", None))
+        yield from self._stream(stages, inputs, node, flow, manifest_names)
+
+    def _stream(self, stages: list[Stage], inputs: Iterable[Row], node: dict[str, Any], flow: Any,
+                manifest_names: set[str]) -> Iterator[list[Row]]:
+        start = storage.stats.snapshot()
+        attributed: dict[str, dict[str, int]] = {}
+        try:
+            yield from self._videos(stages, inputs, node, flow, manifest_names, attributed)
+        finally:
+            # prefetch threads read between stage calls: their bytes are ingest's (the first stage's)
+            if stages:
+                rest = storage.stats.delta(start)
+                read = {k: n - attributed.get("read", {}).get(k, 0) for k, n in rest["read"].items()}
+                read = {k: n for k, n in read.items() if n > 0}
+                if read:
+                    self._tracker.add_io(stages[0].name, {"read": read, "written": {}})
+
+    def _videos(self, stages: list[Stage], inputs: Iterable[Row], node: dict[str, Any], flow: Any,
+                manifest_names: set[str], attributed: dict[str, dict[str, int]]) -> Iterator[list[Row]]:
         for video in inputs:
             rows = to_table([video], flow).to_pylist()
             for stage in stages:
@@ -50,8 +69,11 @@ class LocalRunner(Runner):
                 for i in range(0, len(rows), size):
                     batch = rows[i:i + size]
                     t0 = time.perf_counter()
+                    io0 = storage.stats.snapshot()
                     produced = stage.process(batch)
-                    self._tracker.record(stage.name, node, len(batch), len(produced), time.perf_counter() - t0)
+                    io = storage.stats.delta(io0)
+                    storage.stats.merge(attributed, io)
+                    self._tracker.record(stage.name, node, len(batch), len(produced), time.perf_counter() - t0, io)
                     out.extend(produced)
                 rows = to_table(out, flow).to_pylist()
             yield [{k: v for k, v in r.items() if k in manifest_names} for r in rows]

@@ -133,16 +133,17 @@ def _run_and_report(stages: list[Stage], batch: pa.Table, schema: pa.Schema, tra
     records = []
     for i, stage in enumerate(stages):
         t0 = time.perf_counter()
+        io0 = storage.stats.snapshot()
         with _watchdog(stage, len(rows)):
             out = stage.process(rows)
-        records.append((stage.name, len(rows), len(out), time.perf_counter() - t0))
+        records.append((stage.name, len(rows), len(out), time.perf_counter() - t0, storage.stats.delta(io0)))
         rows = out if i == len(stages) - 1 else to_table(out, schema).to_pylist()
     if tracker is not None:
         try:  # waited for, so the driver's final snapshot has every batch; never fails the batch
             import ray
 
-            ray.get([tracker.record.remote(name, _node(), n_in, n_out, busy) for name, n_in, n_out, busy in records],
-                    timeout=30)
+            ray.get([tracker.record.remote(name, _node(), n_in, n_out, busy, io)
+                     for name, n_in, n_out, busy, io in records], timeout=30)
         except Exception as exc:
             log.warning("stages %s: could not report progress: %s", "+".join(r[0] for r in records), exc)
     return to_table(rows, schema)
