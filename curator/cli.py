@@ -268,6 +268,27 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from curator import storage
+    from curator.catalog import watch
+
+    run_over: dict[str, Any] = {}
+    if args.runner:
+        run_over["runner"] = args.runner
+    cfg = _load(args, input=args.input, output=args.output)
+    if run_over:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    _stop_on_sigterm()
+
+    def report(cyc: watch.Cycle) -> None:
+        print(json.dumps(watch.as_dict(cyc), default=str) if args.json else cyc.format(), flush=True)
+
+    watch.watch(args.input, args.output, cfg, interval_s=args.interval, once=args.once, report=report)
+    return 0
+
+
 def _run_config(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig | None:
     """The config a finished run recorded (config.yaml under its output), with --set applied."""
     from curator.rundir import RunDir
@@ -496,6 +517,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON rows instead of a table")
     _config_args(p)
     p.set_defaults(fn=cmd_search)
+
+    p = sub.add_parser("watch", help="curate new and changed objects under an input prefix as they arrive, into a "
+                                     "catalog (polling; docs/catalog.md)")
+    p.add_argument("input", help="folder or bucket prefix to watch (file path, s3://, gs://, az://)")
+    p.add_argument("--output", "-o", required=True,
+                   help="where each cycle's run goes (<output>/runs/<id>); the catalog is <output>/catalog "
+                        "unless index.uri is set")
+    p.add_argument("--interval", type=float, metavar="S", help="seconds between polls (default "
+                                                               "catalog.watch_interval_s)")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit (e.g. from an event notification)")
+    p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
+    p.add_argument("--json", action="store_true", help="one JSON line per cycle")
+    _config_args(p)
+    p.set_defaults(fn=cmd_watch)
 
     p = sub.add_parser("catalog", help="the clip catalog shared by runs and clouds: show | compact | vacuum | dedup "
                                        "(docs/catalog.md)")

@@ -146,8 +146,11 @@ class RunStopped(BaseException):
     mistakes it for a failure of the row and carries on."""
 
 
-def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress: Progress | None = None) -> Summary:
-    """Run a built pipeline with a runner; the same code path for local and Ray."""
+def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress: Progress | None = None,
+            inputs: Iterable[Row] | None = None) -> Summary:
+    """Run a built pipeline with a runner; the same code path for local and Ray. `inputs`:
+    the input rows to curate instead of everything under the input URI (`curator watch`
+    passes the new and changed objects)."""
     ctx = pipeline.ctx
     progress = progress or NullProgress()
     t0 = time.monotonic()
@@ -159,7 +162,8 @@ def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress
     log.info("%s", pipeline.describe())
     clear_work(ctx.output_uri)  # listing parts left by an interrupted run
     try:
-        inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions, ctx.config.storage.list_page_size)
+        if inputs is None:
+            inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions, ctx.config.storage.list_page_size)
         listing = write_listing(ctx.output_uri, ctx.run_id, inputs, ctx.config.run.listing_part_size)
     except InputNotFound as exc:
         raise PipelineError(str(exc)) from None
