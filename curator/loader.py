@@ -38,7 +38,7 @@ import io
 import itertools
 import json
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
@@ -78,6 +78,28 @@ def open_index(source: str, split: str = "pretrain", profile: str | None = None)
         index_uri = storage.join(base, profiles[profile]["index"])
         return index_uri, json.loads(storage.read_bytes(index_uri))
     raise FileNotFoundError(f"no shard index under {storage.display(uri)} (looked for {', '.join(candidates)})")
+
+
+# ------------------------------------------------------------------------------ weights
+WEIGHTS_FORMAT = "curator-weights/1"
+
+
+def load_weights(uri: str) -> dict[str, float]:
+    """A re-weighting file (``curator feedback``): clip id -> sampling factor."""
+    doc = json.loads(storage.read_bytes(uri))
+    if doc.get("format") != WEIGHTS_FORMAT or not isinstance(doc.get("weights"), dict):
+        raise ValueError(f"{storage.display(uri)} is not a curator re-weighting file ({WEIGHTS_FORMAT})")
+    return {str(k): float(v) for k, v in doc["weights"].items()}
+
+
+def _clip_of(member: dict[str, Any]) -> str:
+    """A sample's clip id: recorded in the shard index, else its key without a window suffix."""
+    clip = member.get("clip")
+    if clip:
+        return str(clip)
+    key = str(member["key"])
+    head, sep, tail = key.rpartition("-w")
+    return head if sep and tail.isdigit() else key
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -207,7 +229,9 @@ class ShardDataset(IterableDataset):
                  buckets: Iterable[str] | None = None, decode: Decode = "uint8", batch_size: int | None = None,
                  drop_last: bool = False, shuffle_buffer: int = 0, shuffle_shards: bool | None = None,
                  seed: int = 0, rank: int | None = None, world_size: int | None = None,
-                 storage_config: Any = None, read_mb: float = 16.0):
+                 storage_config: Any = None, read_mb: float = 16.0,
+                 type_weights: bool | dict[str, float] = True, weights: str | dict[str, float] | None = None,
+                 generated_share: float | None = None):
         if decode not in ("uint8", "float", "none"):
             raise ValueError(f"decode must be 'uint8', 'float' or 'none', not {decode!r}")
         if batch_size is not None and batch_size < 1:
@@ -241,6 +265,16 @@ class ShardDataset(IterableDataset):
         self.num_workers = 1  # consumers per rank; Loader sets it
         self._progress: dict[int, dict[str, Any]] = {}
         self._members: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        # sampling weights (docs/training.md, "Mixtures and weights")
+        if generated_share is not None and not 0 <= generated_share < 1:
+            raise ValueError("generated_share must be in [0, 1)")
+        self.type_weights = type_weights
+        self.clip_weights = load_weights(weights) if isinstance(weights, str) else dict(weights or {})
+        self.generated_share = generated_share
+        self.weighted = bool(self.clip_weights) or generated_share is not None or isinstance(type_weights, dict) \
+            or (type_weights is True and any((sh.get("sampling") or {}).get("tw_max", 1.0) > 1 for sh in self.shards))
+        self._weights: dict[int, np.ndarray] = {}
+        self._gen_scale: float | None = None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -258,8 +292,11 @@ class ShardDataset(IterableDataset):
         return a + n * worker // workers, a + n * (worker + 1) // workers
 
     def num_samples(self) -> int:
-        """Samples this rank reads per epoch."""
+        """Samples this rank yields per epoch (with weights: the weighted draw of this epoch)."""
         a, b = self._rank_range()
+        if self.weighted:
+            order, starts = self._epoch_layout(self.epoch)
+            return int(self._multiplicities(a, b, self.epoch, order, starts).sum())
         return b - a
 
     def num_batches(self, num_workers: int | None = None) -> int:
@@ -274,7 +311,10 @@ class ShardDataset(IterableDataset):
             counts: dict[str, int] = {}
             for i, shard in enumerate(order):
                 s0, s1 = starts[i], starts[i] + shard["samples"]
-                n = max(0, min(hi, s1) - max(lo, s0))
+                a, b = max(lo, s0), min(hi, s1)
+                n = max(0, b - a)
+                if n and self.weighted:
+                    n = int(self._shard_multiplicities(shard["_i"], self.epoch)[a - s0:b - s0].sum())
                 if n:
                     counts[shard["bucket"]] = counts.get(shard["bucket"], 0) + n
             for n in counts.values():
@@ -305,11 +345,20 @@ class ShardDataset(IterableDataset):
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
-                "num_workers": self.num_workers, "samples": self.total_samples,
+                "num_workers": self.num_workers, "samples": self.total_samples, "weights": self.weights_digest(),
                 "progress": {str(w): dict(p) for w, p in sorted(self._progress.items())}}
 
+    def weights_digest(self) -> str | None:
+        """What the sampling weights depend on (a saved position is only valid with the same)."""
+        if not self.weighted:
+            return None
+        blob = json.dumps([self.type_weights, sorted(self.clip_weights.items()), self.generated_share],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, mine in (("world_size", self.world_size), ("samples", self.total_samples), ("seed", self.seed)):
+        for key, mine in (("world_size", self.world_size), ("samples", self.total_samples), ("seed", self.seed),
+                          ("weights", self.weights_digest())):
             if state.get(key) != mine:
                 raise ValueError(f"saved loader state has {key}={state.get(key)}, this dataset {mine}")
         self.epoch = int(state["epoch"])
@@ -346,6 +395,103 @@ class ShardDataset(IterableDataset):
         else:
             self._members.move_to_end(i)
         return members
+
+    # ------------------------------------------------------------------ weights
+    def _base_weights(self, i: int) -> np.ndarray:
+        """Per member of shard i: type weight (recorded up-sampling, or the type_weights
+        mapping) times the re-weighting file's factor."""
+        members = self._shard_members(i)
+        tw = np.array([max(1.0, float(m.get("tw", 1.0))) for m in members], np.float64)
+        if isinstance(self.type_weights, dict):
+            by_type = self.type_weights
+            tw = np.array([float(by_type.get(str(m.get("type")), t)) for m, t in zip(members, tw)], np.float64)
+        elif not self.type_weights:
+            tw = np.ones(len(members), np.float64)
+        if self.clip_weights:
+            tw *= np.array([float(self.clip_weights.get(_clip_of(m), 1.0)) for m in members], np.float64)
+        return tw
+
+    def _generated_scale(self) -> float:
+        """Factor on generated samples' weights so that they make at most `generated_share`
+        of the expected draw (over the whole split: every rank uses the same factor)."""
+        if self._gen_scale is None:
+            gen_w = real_w = 0.0
+            for i in range(len(self.shards)):
+                w = self._base_weights(i)
+                gen = np.array([bool(m.get("gen")) for m in self._shard_members(i)], bool)
+                gen_w += float(w[gen].sum())
+                real_w += float(w[~gen].sum())
+            s = float(self.generated_share or 0.0)
+            cap = s / (1 - s) * real_w
+            self._gen_scale = 1.0 if gen_w <= cap or gen_w == 0 else cap / gen_w
+        return self._gen_scale
+
+    def _shard_weights(self, i: int) -> np.ndarray:
+        w = self._weights.get(i)
+        if w is None:
+            w = self._base_weights(i)
+            if self.generated_share is not None:
+                gen = np.array([bool(m.get("gen")) for m in self._shard_members(i)], bool)
+                w[gen] *= self._generated_scale()
+            self._weights[i] = w
+        return w
+
+    def _shard_multiplicities(self, i: int, epoch: int) -> np.ndarray:
+        """How often each sample of shard i is drawn in `epoch`: floor(w), plus one with
+        probability frac(w) (seeded by seed, epoch and shard, so every rank and a resumed
+        run agree)."""
+        w = self._shard_weights(i)
+        base = np.floor(w)
+        u = np.random.default_rng([self.seed, epoch, i, 0x5EED]).random(len(w))
+        return (base + (u < (w - base))).astype(np.int64)
+
+    def _multiplicities(self, lo: int, hi: int, epoch: int, order: list[dict[str, Any]],
+                        starts: list[int]) -> np.ndarray:
+        """Multiplicities of epoch positions lo..hi-1."""
+        out = np.zeros(max(0, hi - lo), np.int64)
+        for i, shard in enumerate(order):
+            s0, s1 = starts[i], starts[i] + shard["samples"]
+            a, b = max(lo, s0), min(hi, s1)
+            if a < b:
+                out[a - lo:b - lo] = self._shard_multiplicities(shard["_i"], epoch)[a - s0:b - s0]
+        return out
+
+    def _virtual(self, lo: int, hi: int, epoch: int, order: list[dict[str, Any]], starts: list[int]
+                 ) -> tuple[int, int, Any]:
+        """The worker's draw as virtual indices 0..V-1 (position k repeated m_k times, in
+        order), and the map from a virtual index to its position; identity when unweighted."""
+        if not self.weighted:
+            return lo, hi, None
+        cum = np.cumsum(self._multiplicities(lo, hi, epoch, order, starts))
+
+        def to_pos(v: int) -> int:
+            return lo + int(np.searchsorted(cum, v, side="right"))
+
+        return 0, int(cum[-1]) if len(cum) else 0, to_pos
+
+    def _read_v(self, vs: Iterable[int], order: list[dict[str, Any]], starts: list[int], to_pos: Any
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(virtual index, raw sample) for ascending virtual indices: each position read once
+        however often it is drawn."""
+        if to_pos is None:
+            yield from self._read(vs, order, starts)
+            return
+        waiting: deque[tuple[int, list[int]]] = deque()
+
+        def positions() -> Iterator[int]:
+            for v in vs:
+                k = to_pos(v)
+                if waiting and waiting[-1][0] == k:
+                    waiting[-1][1].append(v)
+                    continue
+                waiting.append((k, [v]))
+                yield k
+
+        for k, raw in self._read(positions(), order, starts):
+            pos, group = waiting.popleft()
+            assert pos == k
+            for v in group:
+                yield v, raw
 
     def _read(self, positions: Iterable[int], order: list[dict[str, Any]], starts: list[int]
               ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -434,6 +580,7 @@ class ShardDataset(IterableDataset):
         epoch = self.epoch
         order, starts = self._epoch_layout(epoch)
         lo, hi = self._worker_range(worker, workers)
+        lo, hi, to_pos = self._virtual(lo, hi, epoch, order, starts)  # weighted: virtual indices
         progress = self._progress.get(worker, {"taken": 0, "pending": []})
         shuffle = _Order(lo, hi, self.shuffle_buffer, _rng(self.seed, epoch, self.rank, worker, "buffer"))
         taken = int(progress["taken"])
@@ -441,7 +588,7 @@ class ShardDataset(IterableDataset):
             next(shuffle)
         pending: list[list[int]] = [list(p) for p in progress["pending"]]
         refetch = sorted(set(shuffle.buf) | {k for p in pending for k in p})
-        stream = self._read(refetch, order, starts)
+        stream = self._read_v(refetch, order, starts, to_pos)
         tail_from: int | None = shuffle.next_in
         cache: dict[int, dict[str, Any]] = {}
 
@@ -453,7 +600,7 @@ class ShardDataset(IterableDataset):
                 except StopIteration:
                     if tail_from is None:
                         raise KeyError(f"sample position {k} was never read") from None
-                    stream, tail_from = self._read(range(tail_from, hi), order, starts), None
+                    stream, tail_from = self._read_v(range(tail_from, hi), order, starts, to_pos), None
                     continue
                 cache[pos] = raw
             return cache.pop(k)
@@ -520,13 +667,167 @@ def collate(samples: list[dict[str, Any]], stack_video: bool = True) -> dict[str
             "embedding": stack([s["embedding"] for s in samples]), "meta": [s["meta"] for s in samples]}
 
 
+class MixtureDataset(IterableDataset):
+    """A weighted mixture of several sites' shard sets (one per cloud or region), or — for a
+    rank bound to a site — that site's shards alone.
+
+    Args:
+        sites: ``{uri: weight}`` (weights are normalised; a list means equal weights). Each
+            URI is what :class:`ShardDataset` takes (a run output, its ``shards/`` folder or an
+            index.json), on any storage backend.
+        placement: ``{uri: [ranks]}``: those ranks are *bound* to that site and read only its
+            shards (split among them like a ShardDataset's ranks); with federated training each
+            site trains near its own data. Ranks not listed draw from the mixture.
+        site: bind this rank to one site directly (its only reader, unless `placement` says
+            which ranks share it).
+        samples_per_epoch: draws per rank per epoch (default: the sum of the sites' sizes for
+            this rank); the mixture never runs dry: a site that ends its epoch starts the next.
+        seed, rank, world_size: as for ShardDataset; the draw of sites is seeded by seed, epoch,
+            rank and worker.
+        **kwargs: passed to every site's ShardDataset (batch_size, shuffle_buffer, decode,
+            type_weights, weights, generated_share, storage_config, ...).
+
+    Each draw picks a site with probability proportional to its weight and takes that
+    site's next sample (or batch: a draw is then a batch, from one site and one bucket).
+    Samples carry ``site``. ``state_dict()`` / ``load_state_dict()`` resume exactly, as for
+    ShardDataset (use :class:`Loader` with workers).
+    """
+
+    def __init__(self, sites: dict[str, float] | list[str], split: str = "pretrain", profile: str | None = None, *,
+                 placement: dict[str, list[int]] | None = None, site: str | None = None,
+                 samples_per_epoch: int | None = None, seed: int = 0, rank: int | None = None,
+                 world_size: int | None = None, **kwargs: Any):
+        weights = {u: 1.0 for u in sites} if isinstance(sites, (list, tuple)) else dict(sites)
+        if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError("sites must name at least one site with a positive weight")
+        if rank is None or world_size is None:
+            dist = torch.distributed
+            if dist.is_available() and dist.is_initialized():
+                rank = dist.get_rank() if rank is None else rank
+                world_size = dist.get_world_size() if world_size is None else world_size
+            else:
+                rank, world_size = rank or 0, world_size or 1
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        norm = {storage.normalize(u).rstrip("/"): u for u in weights}
+        placement = {storage.normalize(u).rstrip("/"): list(r) for u, r in (placement or {}).items()}
+        unknown = sorted(set(placement) - set(norm)) + ([site] if site and storage.normalize(site).rstrip("/")
+                                                               not in norm else [])
+        if unknown:
+            raise ValueError(f"placement/site name sites not in the mixture: {unknown}")
+        bound = storage.normalize(site).rstrip("/") if site else next(
+            (u for u, ranks in placement.items() if rank in ranks), None)
+        self.bound = bound
+        if bound is not None:  # this rank reads its site only: nothing of the others is even opened
+            ranks = placement.get(bound, [rank])
+            local = ranks.index(rank) if rank in ranks else 0
+            self.children = {bound: ShardDataset(norm[bound], split, profile, seed=seed, rank=local,
+                                                 world_size=len(ranks), **kwargs)}
+            self.weights = {bound: 1.0}
+        else:
+            self.children = {u: ShardDataset(orig, split, profile, seed=seed, rank=rank, world_size=world_size,
+                                             **kwargs) for u, orig in norm.items()}
+            total = sum(weights.values())
+            self.weights = {u: weights[orig] / total for u, orig in norm.items()}
+        self.samples_per_epoch = samples_per_epoch
+        self.epoch = 0
+        self.num_workers = 1
+        self._progress: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        if self.samples_per_epoch is not None:
+            return self.samples_per_epoch
+        return sum(len(c) for c in self.children.values())
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._progress = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mixture": sorted(self.weights.items()), "epoch": self.epoch, "seed": self.seed, "rank": self.rank,
+                "world_size": self.world_size, "num_workers": self.num_workers,
+                "progress": {str(w): p for w, p in sorted(self._progress.items())}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = {"mixture": [list(x) for x in sorted(self.weights.items())], "world_size": self.world_size,
+                "seed": self.seed}
+        for key, val in mine.items():
+            got = state.get(key)
+            if (list(map(list, got)) if key == "mixture" and got else got) != val:
+                raise ValueError(f"saved mixture state has {key}={got}, this mixture {val}")
+        self.epoch = int(state["epoch"])
+        self._progress = {int(w): p for w, p in state["progress"].items()}
+        if self._progress:
+            self.num_workers = int(state["num_workers"])
+
+    def _record(self, worker: int, progress: dict[str, Any]) -> None:
+        self._progress[worker] = progress
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if workers != self.num_workers:
+            if self._progress:
+                raise ValueError(f"the mixture position was saved with {self.num_workers} workers per rank; "
+                                 f"resume with the same number (not {workers})")
+            self.num_workers = workers
+        epoch = self.epoch
+        total = len(self)
+        mine = total * (worker + 1) // workers - total * worker // workers
+        saved = self._progress.get(worker, {"draws": 0, "children": {}})
+        draws = int(saved["draws"])
+        sites = list(self.weights)
+        cum = np.cumsum([self.weights[u] for u in sites])
+        rng = _rng(self.seed, epoch, self.rank, worker, "mixture")
+        for _ in range(draws):  # replay the site draws: nothing is read
+            rng.random()
+        children: dict[str, dict[str, Any]] = {}
+        for u, child in self.children.items():
+            st = saved["children"].get(u)
+            child.num_workers = workers
+            if st is not None:
+                child.epoch = int(st["epoch"])
+                child._progress = {worker: st["progress"]} if st.get("progress") else {}
+            children[u] = {"epoch": child.epoch, "progress": child._progress.get(worker), "it": None}
+
+        def take(u: str) -> dict[str, Any]:
+            child, c = self.children[u], children[u]
+            for _ in range(2):
+                if c["it"] is None:
+                    c["it"] = iter(child)
+                try:
+                    item = next(c["it"])
+                except StopIteration:  # this site's epoch is over here: its next one
+                    c["it"] = None
+                    child.epoch = c["epoch"] = c["epoch"] + 1
+                    child._progress = {}
+                    continue
+                item.pop("__state__", None)
+                c["progress"] = child._progress.get(worker)
+                item["site"] = u
+                return item
+            raise ValueError(f"site {storage.display(u)} has no samples for this rank")
+
+        for _ in range(draws, mine):
+            u = sites[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(sites) - 1)]
+            item = take(u)
+            draws += 1
+            state = {"draws": draws, "children": {s: {"epoch": c["epoch"], "progress": c["progress"]}
+                                                  for s, c in children.items()}}
+            self._progress[worker] = state
+            if info is not None:
+                item["__state__"] = {"worker": worker, "epoch": epoch, **state}
+            yield item
+        if info is None:
+            self.set_epoch(epoch + 1)
+
+
 class Loader(DataLoader):
     """A DataLoader for a :class:`ShardDataset` (batching is the dataset's, so
     ``batch_size=None`` here) that keeps the dataset's resumable position: call
     ``state_dict()`` at a checkpoint and ``load_state_dict()`` before iterating again.
     Each full pass moves the dataset to its next epoch."""
 
-    def __init__(self, dataset: ShardDataset, num_workers: int = 0, **kwargs: Any):
+    def __init__(self, dataset: ShardDataset | MixtureDataset, num_workers: int = 0, **kwargs: Any):
         if kwargs.get("persistent_workers"):
             raise ValueError("persistent_workers would keep stale copies of the loader position; leave it off")
         kwargs.setdefault("batch_size", None)
@@ -535,12 +836,12 @@ class Loader(DataLoader):
             dataset.num_workers = max(1, num_workers)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        ds: ShardDataset = self.dataset  # type: ignore[assignment]
+        ds: ShardDataset | MixtureDataset = self.dataset  # type: ignore[assignment]
         epoch = ds.epoch
         for item in super().__iter__():
             state = item.pop("__state__", None) if isinstance(item, dict) else None
             if state is not None:
-                ds._record(state["worker"], {"taken": state["taken"], "pending": state["pending"]})
+                ds._record(state["worker"], {k: v for k, v in state.items() if k not in ("worker", "epoch")})
             yield item
         if self.num_workers > 0 and ds.epoch == epoch:
             ds.set_epoch(epoch + 1)

@@ -96,6 +96,21 @@ def video_payloads(spec: ShardSpec) -> Produced:
         yield group, [([("mp4", v)], {}) for v in videos]
 
 
+def sampling_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What the loader weighs a sample by, before reading it (docs/training.md, "Mixtures
+    and weights"): its clip id (re-weighting files name clips), video type and the
+    type_weight the video_type stage recorded, and whether it is generated footage
+    (provenance column ``origin`` = ``generated``)."""
+    out: dict[str, Any] = {"clip": row.get("clip_id")}
+    if row.get("video_type") is not None:
+        out["type"] = row["video_type"]
+    if row.get("type_weight") is not None:
+        out["tw"] = float(row["type_weight"])
+    if row.get("origin") == "generated":
+        out["gen"] = True
+    return out
+
+
 def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None,
                 payloads: Callable[[ShardSpec], Produced] | None = None) -> dict[str, Any]:
     """Write one shard (tar, then its index) unless an identical one is already there.
@@ -142,7 +157,8 @@ def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None,
                 offset = buf.tell()
                 for name, data in files:
                     _add(tar, name, data)
-                members.append({"key": sample.key, "offset": offset, "size": buf.tell() - offset})
+                members.append({"key": sample.key, "offset": offset, "size": buf.tell() - offset,
+                                **sampling_fields(sample.row)})
     data = buf.getvalue()
     storage.write_bytes(tar_uri, data)
     index = {
@@ -163,6 +179,10 @@ def write_shard(spec: ShardSpec, output_uri: str, extra_files: Any = None,
         index["latent"] = {k: v for k, v in first_meta["latent"].items() if k != "source"}
     if errors:
         index["errors"] = errors
+    tws = [m["tw"] for m in members if "tw" in m]
+    gen = sum(1 for m in members if m.get("gen"))
+    if (tws and max(tws) > 1) or gen:  # the loader weighs samples only in shard sets that need it
+        index["sampling"] = {"tw_max": max(tws, default=1.0), "generated": gen}
     storage.write_bytes(index_uri, json.dumps(index, indent=1).encode())
     return {**index, "skipped": False}
 
@@ -187,6 +207,8 @@ def build_indexes(results: list[dict[str, Any]], cfg: ShardConfig) -> dict[tuple
                 rel = r["shard"][len(prefix):]
                 shards.append({"path": rel, "index": rel[: -len(".tar")] + ".json", "bucket": r["bucket"],
                                "samples": r["samples"], "first": first, "bytes": r["bytes"], "sha256": r["sha256"]})
+                if r.get("sampling"):
+                    shards[-1]["sampling"] = r["sampling"]
                 first += r["samples"]
                 b = buckets.setdefault(r["bucket"], {"samples": 0, "shards": 0, "bytes": 0})
                 b["samples"] += r["samples"]
