@@ -289,6 +289,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from curator import index, storage
+    from curator.catalog import core, feedback
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)
+    try:
+        clips = feedback.read_clip_list(storage.normalize(args.clips)) if args.clips else None
+        doc = feedback.build(args.catalog, clips=clips, query=args.query, k=args.k, weight=args.weight,
+                             model_dir=cfg.models.dir, nprobe=cfg.index.nprobe)
+    except (core.CatalogError, index.SearchError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    except storage.NotFound as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    storage.write_bytes(storage.normalize(args.output), json.dumps(doc, indent=1).encode())
+    missing = f"; {len(doc['missing'])} flagged clips are not in the catalog" if doc.get("missing") else ""
+    print(f"{len(doc['weights'])} clips re-weighted x{args.weight:g} ({len(doc['flagged'])} flagged, k={args.k})"
+          f"{missing}: {storage.display(storage.normalize(args.output))}")
+    return 0
+
+
 def _run_config(args: argparse.Namespace, cfg: PipelineConfig) -> PipelineConfig | None:
     """The config a finished run recorded (config.yaml under its output), with --set applied."""
     from curator.rundir import RunDir
@@ -531,6 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON line per cycle")
     _config_args(p)
     p.set_defaults(fn=cmd_watch)
+
+    p = sub.add_parser("feedback", help="clips training flags -> a re-weighting file the loader reads: their k nearest "
+                                        "neighbours in the catalog are sampled more (docs/catalog.md)")
+    p.add_argument("catalog", help="catalog URI")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--clips", metavar="FILE", help="flagged clip ids: one per line, or a JSON list")
+    src.add_argument("--query", metavar="TEXT", help="a text query instead (CLIP text tower of the catalog's model)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per flagged clip, itself included (default 10)")
+    p.add_argument("--weight", type=float, default=2.0, help="their sampling weight (default 2)")
+    p.add_argument("--output", "-o", required=True, metavar="FILE", help="the re-weighting file to write (any URI)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_feedback)
 
     p = sub.add_parser("catalog", help="the clip catalog shared by runs and clouds: show | compact | vacuum | dedup "
                                        "(docs/catalog.md)")
