@@ -106,3 +106,36 @@ def test_without_compare_and_swap_the_same_race_loses_clips(request, tmp_path):
 
 
 pytestmark = pytest.mark.integration
+
+
+def test_two_curator_runs_at_once_into_one_catalog_in_s3(request, tmp_path):
+    """The whole path: two `curator run` processes started together, each registering its
+    clips into one catalog in the S3 emulator at the end of its run."""
+    from curator.testing.fixtures import make_cloud
+    from curator.testing.synth import make_shots_video
+
+    cloud = make_cloud(request, "s3")
+    storage.configure(cloud.config())
+    try:
+        catalog = storage.join(cloud.root, "catalog")
+        procs = []
+        for name, src in (("one", "testsrc2"), ("two", "mandelbrot")):
+            folder = tmp_path / name
+            folder.mkdir()
+            make_shots_video(str(folder / f"{name}.mp4"), [(src, 60), ("zoneplate", 60)], width=192, height=108)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "curator", "run", "-i", str(folder), "-o", f"{cloud.root}/runs/{name}",
+                 "--runner", "local", "--set", "stages.order=[embed]", "--set", "stages.split.method=scenedetect",
+                 "--set", "run.shard=false", "--set", f"index.uri={catalog}", *cloud.set_args()],
+                cwd=ROOT, env={**os.environ, **cloud.emulator.env()}, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True))
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-3000:]
+        meta = index.read_meta(catalog)
+        runs = {s["source_run"] for s in meta.segments}
+        assert runs == {f"{cloud.root}/runs/one", f"{cloud.root}/runs/two"} and meta.doc["seq"] == 2
+        keys = index._keys_of(meta, meta.segments)
+        assert len(keys) == len(set(keys)) == 4  # two shots from each run
+    finally:
+        storage.configure(None)

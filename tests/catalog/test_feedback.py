@@ -89,3 +89,27 @@ def test_feedback_needs_clips_or_a_query_and_says_what_is_wrong(tmp_path):
     p = cli("--query", "museum interiors")  # a catalog of the test model: no CLIP text tower to load
     assert p.returncode == 1 and "test-model" in p.stderr
     assert cli().returncode == 2  # argparse: one of --clips / --query is required
+
+
+def test_feedback_from_a_text_query_weights_the_clips_nearest_it(tmp_path):
+    from curator.models import clip
+    from curator.testing import tiny_models
+
+    model_dir = str(tmp_path / "models")
+    tiny_models.build_open_clip(model_dir)
+    text = clip.load_name(tiny_models.TINY_CLIP_NAME, model_dir, device="cpu").encode_text(["hospital corridor"])[0]
+    emb = planted(40, d=len(text), seed=6)
+    near = [5, 23]
+    for j, i in enumerate(near):
+        emb[i] = unit(text + (0.02 + 0.02 * j) * planted(1, d=len(text), seed=30 + j)[0])
+    cat = storage.normalize(str(tmp_path / "catalog"))
+    run = storage.normalize(str(tmp_path / "run"))
+    ids = write_run(run, "vidQ", emb, model=tiny_models.TINY_CLIP_NAME)
+    index.add_run(run, cat, IndexConfig())
+    out = tmp_path / "w.json"
+    p = subprocess.run([sys.executable, "-m", "curator", "feedback", cat, "--query", "hospital corridor", "--k", "2",
+                        "--weight", "5", "--output", str(out), "--set", f"models.dir={model_dir}"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    assert doc["weights"] == {ids[i]: 5.0 for i in near} and doc["flagged"] == ["hospital corridor"]
