@@ -412,6 +412,36 @@ def cmd_eval_tags(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from curator import coverage, storage, where
+    from curator.report.heatmap import write_coverage_html
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)  # a run folder or an index: this process is its only reader
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    if not by:
+        print("curator: --by needs at least one column, e.g. --by place,time_of_day", file=sys.stderr)
+        return 2
+    targets = coverage.load_targets(args.targets) if args.targets else []
+    try:
+        cov = coverage.measure(args.source, by, targets, where_text=args.where)
+    except (coverage.CoverageError, where.WhereError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    absent = [c for c in by if cov.columns and c not in cov.columns]
+    if absent:
+        print(f"curator: note: {storage.display(cov.source)} has no column {', '.join(absent)} "
+              "(did the place_tag stage run? `curator tag RUN` adds tags to a finished run)", file=sys.stderr)
+    print(coverage.format_text(cov))
+    if args.json:
+        storage.write_bytes(storage.normalize(args.json), coverage.to_json(cov).encode("utf-8"))
+        print(f"json: {storage.display(storage.normalize(args.json))}")
+    if args.html:
+        out = write_coverage_html(cov, args.html, _places(args, cfg))
+        print(f"html: {storage.display(out)}")
+    return 5 if args.fail_on_gaps and coverage.gaps(cov) else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from curator import storage
     from curator.phases import PhaseState
@@ -572,6 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _config_args(p)
     p.set_defaults(fn=cmd_eval_tags)
+
+    p = sub.add_parser("coverage", help="kept clips and hours per place / time / ... cell, against target quotas")
+    p.add_argument("source", help="output URI of a run, or a clip index URI")
+    p.add_argument("--by", default="place", help="comma-separated manifest columns, e.g. place,time_of_day "
+                                                 "(default: place)")
+    p.add_argument("--targets", metavar="FILE", help="YAML or JSON: targets: [{where: {place: zoo}, min_clips: 2}]")
+    p.add_argument("--where", metavar="PREDICATE", help="count only clips matching it, e.g. \"place_conf >= 0.5\"")
+    p.add_argument("--json", metavar="FILE", help="also write the cells, targets and gaps as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_coverage)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
     p.add_argument("run", help="output URI of a run")
