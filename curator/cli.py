@@ -370,6 +370,103 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tag_head(args: argparse.Namespace) -> int:
+    from curator.type_head import train_tag_head_cli
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    _rundir(args, cfg)
+    if not 0 <= args.holdout < 1:
+        print("curator: --holdout must be within [0, 1)", file=sys.stderr)
+        return 2
+    print(train_tag_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs, holdout=args.holdout))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from curator import storage
+    from curator.tagging import retag_run
+
+    cfg = _load(args, output=args.run)
+    if not args.config:  # the run's own config (taxonomy, head, method) is the base; --set overrides it
+        cfg = _run_config(args, cfg) or cfg
+    _setup_logging(cfg.run.log_level)
+    rundir = _rundir(args, cfg)
+    try:
+        res = retag_run(rundir.uri, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    by = ", ".join(f"{k} {v}" for k, v in sorted(res["by_source"].items()))
+    print(f"{res['tagged']} of {res['clips']} clips tagged ({by or 'none'}) in {storage.display(rundir.manifest)}")
+    return 0
+
+
+def _places(args: argparse.Namespace, cfg: PipelineConfig) -> Any:
+    """The place taxonomy: --config's, else the run's own (SOURCE a run folder that recorded one), else
+    the default; --set applies."""
+    from curator.rundir import RunDir
+    from curator.taxonomy import load_places
+
+    if not args.config:
+        try:
+            got = RunDir.of(args.source).read_config()
+        except Exception:  # an index, or a folder without config.yaml: the config given here
+            got = None
+        if got is not None:
+            cfg = PipelineConfig.load(None, args.overrides, base=got[0])
+    return load_places(cfg.stages.place_tag.taxonomy)
+
+
+def cmd_eval_tags(args: argparse.Namespace) -> int:
+    from curator import storage, tag_eval
+    from curator.coverage import CoverageError
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)  # a run folder or an index: this process is its only reader
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
+    try:
+        res = tag_eval.evaluate(args.source, args.labels, _places(args, cfg), fields)
+    except CoverageError as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(tag_eval.to_json(res))
+    else:
+        print(tag_eval.format_text(res))
+    return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from curator import coverage, storage, where
+    from curator.report.heatmap import write_coverage_html
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)  # a run folder or an index: this process is its only reader
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    if not by:
+        print("curator: --by needs at least one column, e.g. --by place,time_of_day", file=sys.stderr)
+        return 2
+    targets = coverage.load_targets(args.targets) if args.targets else []
+    try:
+        cov = coverage.measure(args.source, by, targets, where_text=args.where)
+    except (coverage.CoverageError, where.WhereError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    absent = [c for c in by if cov.columns and c not in cov.columns]
+    if absent:
+        print(f"curator: note: {storage.display(cov.source)} has no column {', '.join(absent)} "
+              "(did the place_tag stage run? `curator tag RUN` adds tags to a finished run)", file=sys.stderr)
+    print(coverage.format_text(cov))
+    if args.json:
+        storage.write_bytes(storage.normalize(args.json), coverage.to_json(cov).encode("utf-8"))
+        print(f"json: {storage.display(storage.normalize(args.json))}")
+    if args.html:
+        out = write_coverage_html(cov, args.html, _places(args, cfg))
+        print(f"html: {storage.display(out)}")
+    return 5 if args.fail_on_gaps and coverage.gaps(cov) else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from curator import storage
     from curator.phases import PhaseState
@@ -516,6 +613,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     _config_args(p)
     p.set_defaults(fn=cmd_train_type_head)
+
+    p = sub.add_parser("train-tag-head", help="train the place-tag head (all labelled fields at once) from "
+                                              "labelled clips of a run")
+    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("--labels", required=True, help="CSV or Parquet: clip_id (or clip_uri) and field columns, e.g. "
+                                                   "place,time_of_day (empty cell: not labelled)")
+    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.place_tag.head>)")
+    p.add_argument("--epochs", type=int, default=200, help="training epochs")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of the clips held out to report accuracy "
+                                                              "(default 0.2; 0: train on all)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_train_tag_head)
+
+    p = sub.add_parser("tag", help="(re)tag a finished run's clips from their embeddings (zero-shot or a trained "
+                                   "head; recorded VLM answers kept), no decoding; rewrites its manifest")
+    p.add_argument("run", help="output URI of a run")
+    _config_args(p)
+    p.set_defaults(fn=cmd_tag)
+
+    p = sub.add_parser("eval-tags", help="precision / recall of the place tags against labelled clips")
+    p.add_argument("source", help="output URI of a run, or a clip index URI")
+    p.add_argument("labels", help="CSV or Parquet: clip_id (or clip_uri) and field columns, e.g. place,time_of_day")
+    p.add_argument("--fields", help="comma-separated fields to score (default: every field column of LABELS)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_eval_tags)
+
+    p = sub.add_parser("coverage", help="kept clips and hours per place / time / ... cell, against target quotas")
+    p.add_argument("source", help="output URI of a run, or a clip index URI")
+    p.add_argument("--by", default="place", help="comma-separated manifest columns, e.g. place,time_of_day "
+                                                 "(default: place)")
+    p.add_argument("--targets", metavar="FILE", help="YAML or JSON: targets: [{where: {place: zoo}, min_clips: 2}]")
+    p.add_argument("--where", metavar="PREDICATE", help="count only clips matching it, e.g. \"place_conf >= 0.5\"")
+    p.add_argument("--json", metavar="FILE", help="also write the cells, targets and gaps as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_coverage)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
     p.add_argument("run", help="output URI of a run")

@@ -38,6 +38,7 @@ STAGES: dict[str, str] = {
     "dover": "stages.quality:DoverStage",
     "text_overlay": "stages.text_overlay:TextOverlayStage",
     "video_type": "stages.video_type:VideoTypeStage",
+    "place_tag": "stages.place_tag:PlaceTagStage",
     "staging": "stages.staging:StagingStage",
 }
 

@@ -57,6 +57,7 @@ RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
     "caption": ("device", "batch_size", "endpoint.url", "endpoint.api_key_env", "endpoint.concurrency",
                 "endpoint.timeout_s", "endpoint.retries", "endpoint.backoff_s", "endpoint.rate_limit_rps",
                 "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size"),
+    "place_tag": ("device",),
 }
 
 

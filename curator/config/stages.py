@@ -218,15 +218,57 @@ class CaptionConfig(StageConfig):
         if self.prompt_version:
             return self.prompt_version
         return "sha-" + hashlib.sha256(self.prompt.encode()).hexdigest()[:10]
-#: the default middle of the pipeline: filters cheapest first (see benchmarks/filters_bench.py)
-DEFAULT_ORDER = ["motion", "quality", "text_overlay", "embed", "video_type", "aesthetic", "dover", "caption"]
+
+
+class PlaceTagVlmConfig(_Model):
+    """The VLM tagger of place_tag: the caption backend (stages.caption: backend, model, endpoint) asked for
+    the taxonomy's fields as one JSON object."""
+
+    enabled: bool = Field(False, description="Ask the caption backend's VLM for the tags (one request per clip; "
+                                             "its valid answers win over the embedding tagger's, field by field).")
+    prompt: str | None = Field(None, description="The instruction; None: built from the taxonomy (the fields, "
+                                                 "their labels, and JSON-only output).")
+    num_frames: int = Field(4, ge=1, le=64, description="Uniformly spaced frames per clip sent with the prompt.")
+    max_tokens: int = Field(256, ge=16, description="Maximum tokens of the answer.")
+    scene_text: bool = Field(True, description="Add the text OCR read in the clip (text_boxes, when text_overlay "
+                                               "ran) to the prompt: signage localises a place.")
+    json_schema: bool = Field(False, description="Endpoint backend: send the taxonomy's JSON schema as "
+                                                 "response_format (servers with guided decoding, e.g. vLLM serve).")
+
+
+class PlaceTagConfig(StageConfig):
+    taxonomy: str | None = Field(None, description="Place taxonomy YAML (fields, labels, prompts, aliases); null = "
+                                                   "the built-in curator/data/places.yaml (docs/places.md).")
+    method: Literal["auto", "head", "zero_shot", "off"] = Field(
+        "auto", description="Embedding tagger: 'head' (the trained head), 'zero_shot' (CLIP text prompts; needs an "
+                            "open_clip embedding), 'auto' (the head when its file exists, else zero-shot), 'off' "
+                            "(VLM only).")
+    head: str = Field("place_tag/head.pt", description="Multi-field head from `curator train-tag-head`, relative "
+                                                       "to models.dir.")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Embedding-tagger labels whose probability is below this are left empty "
+                                      "(the probability is still recorded in <field>_conf).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for the text tower / head.")
+    vlm: PlaceTagVlmConfig = Field(default_factory=PlaceTagVlmConfig)
+    resources: Resources = _res(num_cpus=1.0, batch_size=16)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
+
+#: the default middle of the pipeline: filters cheapest first (see benchmarks/filters_bench.py), then
+#: embeddings, captions and place tags (on the clips every filter kept)
+DEFAULT_ORDER = ["motion", "quality", "text_overlay", "embed", "video_type", "aesthetic", "dover", "caption",
+                 "place_tag"]
 
 
 class StagesConfig(_Model):
     order: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ORDER),
         description="Stages between transcode and staging, in run order (filters cheapest first, then "
-                    "embed, video type, caption). A stage listed here still needs enabled: true.",
+                    "embed, video type, caption, place tags). A stage listed here still needs enabled: true.",
     )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -239,4 +281,5 @@ class StagesConfig(_Model):
     dover: DoverConfig = Field(default_factory=DoverConfig)
     text_overlay: TextOverlayConfig = Field(default_factory=TextOverlayConfig)
     video_type: VideoTypeConfig = Field(default_factory=VideoTypeConfig)
+    place_tag: PlaceTagConfig = Field(default_factory=PlaceTagConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)

@@ -54,6 +54,7 @@ class CaptionJob:
     key: str  # clip id (for logs)
     frames: np.ndarray  # uint8 [n, H, W, 3], in time order
     indices: list[int]  # the frame indices they are
+    prompt: str | None = None  # this job's instruction (None: the config's prompt)
 
 
 @dataclass
@@ -197,7 +198,7 @@ class TransformersBackend(CaptionBackend):
         convs = []
         for job in jobs:
             content: list[dict[str, Any]] = [{"type": "image", "image": Image.fromarray(f)} for f in job.frames]
-            content.append({"type": "text", "text": self.cfg.prompt})
+            content.append({"type": "text", "text": job.prompt or self.cfg.prompt})
             convs.append([{"role": "user", "content": content}])
         kwargs: dict[str, Any] = dict(add_generation_prompt=True, tokenize=True, return_dict=True,
                                       return_tensors="pt")
@@ -275,7 +276,7 @@ class VllmBackend(CaptionBackend):
         self.params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
 
     def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
-        convs = [openai_messages(self.cfg.prompt, j.frames, "jpeg", 95) for j in jobs]
+        convs = [openai_messages(j.prompt or self.cfg.prompt, j.frames, "jpeg", 95) for j in jobs]
         try:
             outs = self.llm.chat(convs, self.params, use_tqdm=False)
         except Exception as exc:
@@ -352,7 +353,8 @@ class EndpointBackend(CaptionBackend):
     def body(self, job: CaptionJob) -> bytes:
         doc: dict[str, Any] = {
             "model": self.cfg.model,
-            "messages": openai_messages(self.cfg.prompt, job.frames, self.ep.image_format, self.ep.jpeg_quality),
+            "messages": openai_messages(job.prompt or self.cfg.prompt, job.frames, self.ep.image_format,
+                                        self.ep.jpeg_quality),
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
             "top_p": self.cfg.top_p,
