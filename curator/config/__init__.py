@@ -38,6 +38,7 @@ from curator.config.stages import (
     DEFAULT_ORDER,
     NVENC_RESOURCE,
     VIDEO_EXTENSIONS,
+    BlurConfig,
     CaptionConfig,
     CaptionEndpointConfig,
     CaptionVllmConfig,
@@ -51,7 +52,7 @@ from curator.config.stages import (
 from curator.storage.config import StorageConfig
 
 __all__ = [
-    "AestheticConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
+    "AestheticConfig", "BlurConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
     "IndexConfig", "IngestConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",

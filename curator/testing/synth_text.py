@@ -91,12 +91,12 @@ def paste_face(world: np.ndarray, x: int, y: int, size: int = 150) -> tuple[int,
     import cv2
     from skimage import data
 
-    src = data.astronaut()[0:300, 80:330]  # head and shoulders; the face is at about x 170-270, y 60-190
+    src = data.astronaut()[0:300, 80:330]  # head and shoulders
     s = size / src.shape[1]
     patch = cv2.resize(src, (size, int(round(src.shape[0] * s))), interpolation=cv2.INTER_AREA)
     ph, pw = patch.shape[:2]
     world[y:y + ph, x:x + pw] = patch[:world.shape[0] - y, :world.shape[1] - x]
-    fx0, fy0, fx1, fy1 = 170 - 80, 60, 270 - 80, 190
+    fx0, fy0, fx1, fy1 = 178 - 80, 68, 262 - 80, 160  # the face (brows to chin) in the astronaut image
     return (x + int(fx0 * s), y + int(fy0 * s), x + int(fx1 * s), y + int(fy1 * s))
 
 
