@@ -1,6 +1,6 @@
 """Builds the stage graph from a config, in one place.
 
-    ingest -> split -> transcode -> [filters, cheapest first] -> [embed] -> [caption] -> staging
+    ingest -> split -> transcode -> [blur] -> [filters, cheapest first] -> [embed] -> [caption] -> staging
     then, globally: consolidate manifest -> [dedup] -> shard
 
 Each stage is named by a :class:`StageSpec` (its class path and config) so that the
@@ -30,6 +30,7 @@ STAGES: dict[str, str] = {
     "ingest": "stages.ingest:IngestStage",
     "split": "stages.split:SplitStage",
     "transcode": "stages.transcode:TranscodeStage",
+    "blur": "stages.blur:BlurStage",
     "embed": "stages.embed:EmbedStage",
     "caption": "stages.caption:CaptionStage",
     "motion": "stages.motion:MotionStage",
@@ -42,8 +43,9 @@ STAGES: dict[str, str] = {
     "staging": "stages.staging:StagingStage",
 }
 
-#: the fixed head and tail of the graph; `stages.order` (config) is the middle
-HEAD = ["ingest", "split", "transcode"]
+#: the fixed head and tail of the graph; `stages.order` (config) is the middle. Privacy blur
+#: (off by default) sits right after transcode, before any model sees a clip or it is written.
+HEAD = ["ingest", "split", "transcode", "blur"]
 TAIL = ["staging"]
 
 #: stages the pipeline cannot run without
@@ -194,7 +196,7 @@ def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
         spec = StageSpec(name, STAGES[name], stage_cfg)
         missing = spec.build(ctx).requirements()
         if missing:
-            if name in REQUIRED:
+            if name in REQUIRED or not spec.stage_class().skip_if_missing:
                 raise PipelineError(f"stage {name} cannot run: " + "; ".join(r.describe() for r in missing))
             skipped.append((name, missing))
             continue

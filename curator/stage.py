@@ -85,6 +85,9 @@ class Stage:
     stateful: ClassVar[bool] = False
     #: may share a Ray operator with its neighbours (see pipeline.group_stages)
     fusable: ClassVar[bool] = True
+    #: enabled but its requirements are missing: skipped with a start-up note (True), or the
+    #: start-up fails (False: a stage a run must not silently go without, e.g. privacy blur)
+    skip_if_missing: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig | Any, ctx: RunContext):
         self.config = config

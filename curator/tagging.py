@@ -182,7 +182,13 @@ def json_schema(tax: PlaceTaxonomy) -> dict[str, Any]:
 
 
 def scene_text(row: Row, limit: int = 12) -> list[str]:
-    """The distinct texts OCR read in the clip (the text_overlay stage's text_boxes), first seen first."""
+    """The distinct scene texts of the clip, first seen first: the text_overlay stage's `scene_text`
+    (overlays left out) when it recorded one, else every text OCR read (its text_boxes)."""
+    kept = row.get("scene_text")
+    if isinstance(kept, str) and kept.strip():
+        return [t.strip()[:40] for t in kept.split(" | ") if t.strip()][:limit]
+    if row.get("text_kind") in ("none", "overlay"):
+        return []
     raw = row.get("text_boxes")
     if not raw:
         return []

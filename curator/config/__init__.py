@@ -39,6 +39,7 @@ from curator.config.stages import (
     DEFAULT_ORDER,
     NVENC_RESOURCE,
     VIDEO_EXTENSIONS,
+    BlurConfig,
     CaptionConfig,
     CaptionEndpointConfig,
     CaptionVllmConfig,
@@ -54,7 +55,7 @@ from curator.config.stages import (
 from curator.storage.config import StorageConfig
 
 __all__ = [
-    "AestheticConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
+    "AestheticConfig", "BlurConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
     "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "PlaceTagConfig", "PlaceTagVlmConfig",

@@ -100,6 +100,43 @@ class TranscodeConfig(StageConfig):
         return {**data, "resources": Resources(**res) if isinstance(given, Resources) else res}
 
 
+class BlurConfig(StageConfig):
+    enabled: bool = Field(False, description="Blur faces (and licence plates, with a plate detector) in every "
+                                             "clip right after transcode, before any filter or model sees it and "
+                                             "before anything is written (docs/privacy.md).")
+    faces: str = Field("lbp", description="Face detector: 'lbp' (scikit-image's LBP frontal-face cascade, ships with "
+                                          "the package), 'cascade:<file under models.dir>' (an OpenCV-format LBP "
+                                          "cascade) or 'none'.")
+    plates: str = Field("none", description="Licence-plate detector: 'cascade:<file under models.dir>' (an "
+                                            "OpenCV-format LBP cascade; none ships with a package) or 'none'.")
+    method: Literal["gaussian", "pixelate"] = Field("gaussian", description="How a region is blurred.")
+    pad: float = Field(0.25, ge=0, le=2, description="Each detected box grows by this fraction of its size on "
+                                                     "every side before blurring.")
+    detect_every: int = Field(3, ge=1, description="Run the detectors on every n-th frame; boxes in between "
+                                                   "are interpolated along each track.")
+    hold_frames: int = Field(8, ge=0, description="A track is blurred this many frames before its first and "
+                                                  "after its last detection (missed detections do not flicker).")
+    detect_side: int = Field(480, ge=64, description="Frames are scaled so their long side is at most this for "
+                                                     "detection (slower when larger; smaller faces found).")
+    min_size: int = Field(24, ge=24, description="Smallest region the detectors look for, in pixels at "
+                                                 "detect_side.")
+    scale_factor: float = Field(1.15, gt=1, le=2, description="Step between the cascade's search scales "
+                                                              "(smaller: slower, finds more).")
+    min_neighbors: int = Field(4, ge=1, description="Overlapping cascade hits needed for a detection (higher: "
+                                                    "fewer false detections, more misses).")
+    min_detections: int = Field(
+        1, ge=1, description="Blur a track only when it was detected on at least this many frames (2 drops "
+                             "one-off false detections, and faces seen only once).")
+    resources: Resources = _res(num_cpus=1.0, batch_size=1)
+
+    @field_validator("faces", "plates")
+    @classmethod
+    def _detector(cls, v: str) -> str:
+        if v not in ("lbp", "none") and not (v.startswith("cascade:") and len(v) > len("cascade:")):
+            raise ValueError("must be 'lbp', 'none' or 'cascade:<file under models.dir>'")
+        return v
+
+
 class StagingConfig(_Model):
     keep_rejected_clips: bool = Field(
         True, description="Also stage clips a filter rejected, so `curator refilter` can re-admit them."
@@ -273,6 +310,7 @@ class StagesConfig(_Model):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     transcode: TranscodeConfig = Field(default_factory=TranscodeConfig)
+    blur: BlurConfig = Field(default_factory=BlurConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)

@@ -359,3 +359,15 @@ def test_scores_per_label_and_macro():
     assert multi["labels"]["plants"]["recall"] == 1.0 and multi["labels"]["tiles"]["recall"] == 0.5
     assert multi["labels"]["statues"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 1}
     assert multi["accuracy"] == 0.0
+
+
+def test_vlm_hint_uses_scene_text_and_leaves_overlays_out():
+    """The VLM hint carries what the text filter judged scene text; an overlay-only clip gives none."""
+    import json as _json
+
+    from curator.tagging import scene_text
+
+    boxes = _json.dumps([{"frame": 0, "text": "BREAKING NEWS"}, {"frame": 0, "text": "CITY MUSEUM"}])
+    assert scene_text({"scene_text": "CITY MUSEUM | Gallery 3", "text_boxes": boxes}) == ["CITY MUSEUM", "Gallery 3"]
+    assert scene_text({"scene_text": None, "text_kind": "overlay", "text_boxes": boxes}) == []
+    assert scene_text({"text_boxes": boxes}) == ["BREAKING NEWS", "CITY MUSEUM"]
