@@ -71,7 +71,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
-    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    if not runner.distributed:
+        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    else:
+        from curator.rundir import RunDir
+        from curator.runlog import ray_output_to_log
+
+        # Ray's own output (its notices, the Ray Data plan, what the workers print) goes to
+        # the run log; the console keeps curator's progress and summary
+        with ray_output_to_log(RunDir.of(pipeline.ctx.output_uri, cfg.storage), pipeline.ctx.run_id) as runlog:
+            print(f"[curator] Ray's output goes to the run log: {runlog.where()}", file=runlog.console)
+            summary = execute(pipeline, runner, force=args.force,
+                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return run_status(summary, cfg)
 
