@@ -33,6 +33,10 @@ class RunConfig(_Model):
     max_failed_blocks: int = Field(
         -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
                         "their videos are recorded as 'lost').")
+    wait_for_resources: bool = Field(
+        False, description="Ray: when the stages need more than a cluster that cannot grow has (GPUs, memory, "
+        "custom resources), warn and wait for nodes to join instead of failing at start-up."
+    )
     shard: bool = Field(True, description="Write webdataset shards after curation.")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")

@@ -87,7 +87,7 @@ def test_shard_tar_is_byte_identical_across_writes(tmp_path):
     assert "timings" not in meta and meta["clip_id"] == "v-00001"
 
 
-def test_actor_pools_are_fitted_to_an_embedded_ray():
+def test_actor_pools_are_fitted_to_a_cluster_that_cannot_grow():
     from curator.config import PipelineConfig
     from curator.runners.ray import fit_actor_cpus
     from curator.stage import RunContext, Stage
@@ -101,13 +101,13 @@ def test_actor_pools_are_fitted_to_an_embedded_ray():
     cfg = PipelineConfig()
     ctx = RunContext(cfg, "file:///i", "file:///o", "r", "h")
     stages = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.transcode, ctx)]
-    assert fit_actor_cpus(stages, 8, embedded=True) == 1.0
-    factor = fit_actor_cpus(stages, 2, embedded=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
+    assert fit_actor_cpus(stages, 8, fixed_size=True) == 1.0
+    factor = fit_actor_cpus(stages, 2, fixed_size=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
-    assert fit_actor_cpus(stages, 2, embedded=False) == 1.0  # a cluster may scale up
+    assert fit_actor_cpus(stages, 2, fixed_size=False) == 1.0  # a cluster that may scale up
     # only half-CPU tasks between the pools: still a whole CPU left for Ray Data's repartitions
     small = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.ingest, ctx)]
-    factor = fit_actor_cpus(small, 2, embedded=True)
+    factor = fit_actor_cpus(small, 2, fixed_size=True)
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
 
 
