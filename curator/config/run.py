@@ -73,6 +73,11 @@ class ReportConfig(_Model):
     dedup_members: int = Field(4, ge=2, le=50, description="Clips shown per duplicate group (the kept one first).")
     thumb_width: int = Field(224, ge=32, le=1024, description="Thumbnail width in pixels.")
     histogram_bins: int = Field(30, ge=2, le=500, description="Bins of each score histogram.")
+    max_previews: int = Field(
+        24, ge=0, le=200, description="Animated WebP previews on the page, at most (about half for kept clips, the "
+                                      "rest spread over the reject reasons); 0: stills only. Each is ~10-60 KB.")
+    preview_frames: int = Field(10, ge=2, le=32, description="Frames of each animated preview, uniformly spaced.")
+    preview_width: int = Field(160, ge=32, le=512, description="Width of the animated previews in pixels.")
     max_source_mb: float = Field(
         256.0, ge=0, description="Video-level thumbnails come from the source video; remote sources larger "
                                  "than this are not fetched (a labelled placeholder is shown instead).")
