@@ -84,6 +84,20 @@ def init_ray(cfg: RunConfig) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def started_here() -> bool:
+    """Whether this process's ray.init started the Ray it is connected to (an embedded Ray,
+    however it was initialised), rather than joined a cluster."""
+    try:
+        from ray._private import worker
+
+        node = getattr(worker, "_global_node", None)
+        if node is not None and hasattr(node, "ray_init_cluster"):
+            return bool(node.ray_init_cluster)
+    except ImportError:  # pragma: no cover - private module moved: what init_ray recorded
+        pass
+    return _STARTED_HERE
+
+
 def cluster_address(cfg: RunConfig) -> str | None:
     """The Ray cluster `curator run` joins: `run.address`, else a GCS address in RAY_ADDRESS,
     else None (an embedded Ray). An http(s) address is the Jobs API's (`curator submit`
@@ -226,7 +240,7 @@ def check_capacity(groups: list[StageGroup], cfg: RunConfig) -> float:
     """Before anything is scheduled: the actor-CPU scale for this cluster, or a
     PipelineError with a table when the stages need what the cluster cannot give
     (curator.runners.capacity); on a cluster that may grow, that table is a warning."""
-    cap = capacity.cluster_capacity(embedded=_STARTED_HERE)
+    cap = capacity.cluster_capacity(embedded=started_here())
     scale = fit_actor_cpus(groups, cap.total.get("CPU", 0.0), fixed_size=not cap.scales)
     problems = capacity.shortfalls(groups, cap, scale)
     if not problems:
