@@ -1,5 +1,10 @@
 """`curator` command line. Every option of the pipeline is a config key: pass a YAML file
-with --config and/or `--set section.key=value`; `curator config --defaults` lists them all."""
+with --config and/or `--set section.key=value`; `curator config --defaults` lists them all.
+
+-o/--output is where a command writes its result, in every command that has one: the
+run folder (run, submit), the HTML file (report), the clip index (index), the head file
+(train-type-head). Commands that update a finished run in place (shard, dedup, refilter)
+take the run folder as their argument; search, config, jobs and models print."""
 
 from __future__ import annotations
 
@@ -10,6 +15,27 @@ import sys
 from typing import Any
 
 from curator.config import ConfigError, PipelineConfig
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: it still works (hidden from --help), with a note."""
+
+    def __init__(self, option_strings: list[str], dest: str, instead: str = "", **kw: Any):
+        self.instead = instead
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"curator: {option_string} is deprecated, use {self.instead} (same meaning: -o/--output is where "
+              "a command writes, in every command)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _output_arg(p: argparse.ArgumentParser, metavar: str, text: str, old: str | None = None) -> None:
+    """-o/--output, the same option in every command that writes a result (`old`: a former spelling)."""
+    p.add_argument("--output", "-o", metavar=metavar, help=text)
+    if old:
+        p.add_argument(old, dest="output", metavar=metavar, action=_Deprecated, instead="-o/--output")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -71,7 +97,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
-    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    if not runner.distributed:
+        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    else:
+        from curator.rundir import RunDir
+        from curator.runlog import ray_output_to_log
+
+        # Ray's own output (its notices, the Ray Data plan, what the workers print) goes to
+        # the run log; the console keeps curator's progress and summary
+        with ray_output_to_log(RunDir.of(pipeline.ctx.output_uri, cfg.storage), pipeline.ctx.run_id) as runlog:
+            print(f"[curator] Ray's output goes to the run log: {runlog.where()}", file=runlog.console)
+            summary = execute(pipeline, runner, force=args.force,
+                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return run_status(summary, cfg)
 
@@ -201,7 +238,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     cfg = _load(args, output=args.run)
     rundir = _rundir(args, cfg)
-    target = storage.normalize(args.index) if args.index else index.index_uri_for(rundir.uri, cfg.index)
+    target = storage.normalize(args.output) if args.output else index.index_uri_for(rundir.uri, cfg.index)
     try:
         res = index_phase.run(PhaseState(rundir, cfg), index_uri=target)
     except index.SearchError as exc:
@@ -365,7 +402,7 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
-    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs)
+    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.output, epochs=args.epochs)
     print(report)
     return 0
 
@@ -483,7 +520,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _run_args(p: argparse.ArgumentParser) -> None:
     """The options of a run: `curator run` and `curator submit` take the same ones."""
     p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
-    p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
+    _output_arg(p, "URI", "the run folder: a folder or bucket prefix for the clips, manifest and shards")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
     p.add_argument("--only-failed", action="store_true",
@@ -492,7 +529,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    ap = argparse.ArgumentParser(prog="curator", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     from curator import __version__
 
     ap.add_argument("--version", action="version", version=f"curator {__version__}")
@@ -536,20 +574,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest "
                                      "(with the run's config.yaml unless --config is given; --set overrides)")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_shard)
 
     p = sub.add_parser("dedup", help="find exact and near-duplicate clips of a finished run; mark them in its manifest")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_dedup)
 
     p = sub.add_parser("index", help="add a run's clips to a clip index (incremental)")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--index", help="index URI (default: index.uri, else <run>/index)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "INDEX_URI", "the clip index to add to (default: index.uri, else <run>/index)", old="--index")
     _config_args(p)
     p.set_defaults(fn=cmd_index)
 
@@ -600,16 +638,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("refilter", help="re-apply filter thresholds to a finished run from its manifest "
                                         "(no decoding), then re-shard")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="for re-sharding; default: local")
     p.add_argument("--no-shard", action="store_true", help="rewrite the manifest only")
     _config_args(p)
     p.set_defaults(fn=cmd_refilter)
 
     p = sub.add_parser("train-type-head", help="train the video-type MLP head from labelled clips of a run")
-    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) whose manifest has clip embeddings")
     p.add_argument("--labels", required=True, help="CSV or Parquet with columns clip_id,label")
-    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.video_type.head>)")
+    _output_arg(p, "FILE", "where to write the head (default: models.dir/<stages.video_type.head>)", old="--out")
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     _config_args(p)
     p.set_defaults(fn=cmd_train_type_head)
@@ -653,8 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_coverage)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--output", "-o", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "FILE.html", "where to write the report (default: RUN/report.html; a path or bucket URI)")
     _config_args(p)
     p.set_defaults(fn=cmd_report)
     return ap

@@ -56,6 +56,17 @@ SPAN = pa.struct([
     ("end_s", pa.float64()),
 ])
 
+#: one detected shot on a video row (split's `shots` column): where it is and what became of it
+SHOT = pa.struct([
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),  # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("fate", pa.string()),  # kept | too_short | cut (into `clips` pieces) | empty (no decoded frame)
+    ("clips", pa.int32()),  # clips made from it: 1 kept, N cut, 0 dropped
+    ("first_clip", pa.int32()),  # clip_index of its first clip (null when none)
+])
+
 CHECK = pa.struct([
     ("stage", pa.string()),
     ("metric", pa.string()),

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: manifest columns that never go into a sample's json: bytes, per-run timings, video-only
 #: columns, and the staging location (so shards do not depend on where the run wrote)
-JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots", "shots"}
 
 PROFILES = ("wfm", "tokenizer", "latent")
 WINDOWED = ("tokenizer", "latent")  # profiles whose samples are tokenizer windows
