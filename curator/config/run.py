@@ -34,6 +34,10 @@ class RunConfig(_Model):
         -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
                         "their videos are recorded as 'lost').")
     shard: bool = Field(True, description="Write webdataset shards after curation.")
+    provenance: str | None = Field(
+        None, description="JSONL file of per-input provenance columns (source_key + origin, generator, gen_model, "
+        "prompt, seed, target_cell, condition_clip), copied onto each input's video and clip rows; inputs it does "
+        "not name get origin 'real'. `curator generate` writes one for its footage (docs/generate.md).")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
