@@ -371,7 +371,8 @@ class Loop:
                 left = allowance - (time.monotonic() - t0)
                 if out.ok or out.reason == "timeout" or attempts > self.cfg.retries or left < MIN_ALLOWANCE_S:
                     break
-            out.wall_s = time.monotonic() - t0
+            # charged its wall time, at most the allowance it was killed at (the rest is our reaping)
+            out.wall_s = min(time.monotonic() - t0, allowance)
             out.attempts = attempts
             self._finished(job, out)
         finally:
@@ -390,6 +391,7 @@ class Loop:
             outs = self.o.generator.generate_batch(
                 jobs, [os.path.join(self.tmp, j.prompt.id, f"{j.prompt.id}.mp4") for j in jobs], workdir, allowance)
             for j, out in zip(jobs, outs):
+                out.wall_s = min(out.wall_s, allowance / len(jobs))
                 self._finished(j, out)
         finally:
             self._release(allowance)

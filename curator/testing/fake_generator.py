@@ -14,7 +14,8 @@ produced.
 
 Batch mode follows Cosmos's naming: line *i* of the JSONL becomes ``DIR/<i>.mp4``. Modes:
 ``fail`` exits 1 with a message on stderr, ``hang`` sleeps an hour, ``garbage`` writes bytes
-that are not a video. ``--fail-if TEXT`` fails only prompts containing TEXT.
+that are not a video. ``--fail-if TEXT`` (``--hang-if``, ``--garbage-if``) does that only to
+prompts containing TEXT.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def append_log(path: str | None, doc: dict[str, Any]) -> None:
 
 def _one(prompt: str, negative: str, seed: int, output: str, args: argparse.Namespace) -> int:
     mode = args.mode
-    if args.fail_if and args.fail_if in prompt:
-        mode = "fail"
+    for text, forced in ((args.fail_if, "fail"), (args.hang_if, "hang"), (args.garbage_if, "garbage")):
+        if text and text in prompt:
+            mode = forced
     if args.sleep:
         time.sleep(args.sleep)
     if mode == "fail":
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--mode", choices=["ok", "fail", "hang", "garbage"], default="ok")
     ap.add_argument("--fail-if")
+    ap.add_argument("--hang-if")
+    ap.add_argument("--garbage-if")
     args = ap.parse_args(argv)
     if args.batch_input_path:
         rc = 0
