@@ -69,6 +69,13 @@ class Ledger:
         self.path = storage.local_path(self.uri)
         self.lock = threading.Lock()
         self._lines: list[str] = []
+        if self.path is not None and os.path.exists(self.path):
+            with open(self.path, "rb+") as f:  # a line torn by a kill: end it, so the next event stands alone
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
         if self.path is None and storage.exists(self.uri):
             self._lines = storage.read_bytes(self.uri).decode("utf-8").splitlines()
 
