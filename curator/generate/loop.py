@@ -399,7 +399,7 @@ class Loop:
     def _generate(self, jobs: list[Job], st: LedgerState) -> None:
         g = self.o.generator
         units: list[Callable[[], None]]
-        if g.supports_batch and len(jobs) > 1:
+        if g.supports_batch and (len(jobs) > 1 or not getattr(g, "template", None)):
             n = self.cfg.batch_size
             units = [functools.partial(self._batch, jobs[i:i + n]) for i in range(0, len(jobs), n)]
         else:
