@@ -73,7 +73,8 @@ def append_log(path: str | None, doc: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _one(prompt: str, negative: str, seed: int, output: str, args: argparse.Namespace) -> int:
+def _one(prompt: str, negative: str, seed: int, output: str, args: argparse.Namespace,
+         condition: str | None = None) -> int:
     mode = args.mode
     for text, forced in ((args.fail_if, "fail"), (args.hang_if, "hang"), (args.garbage_if, "garbage")):
         if text and text in prompt:
@@ -91,7 +92,7 @@ def _one(prompt: str, negative: str, seed: int, output: str, args: argparse.Name
         return 0
     render(prompt, seed, output, seconds=args.seconds)
     append_log(args.log, {"prompt": prompt, "negative_prompt": negative, "seed": seed, "output": output,
-                          "pid": os.getpid()})
+                          "pid": os.getpid(), "condition": condition})
     return 0
 
 
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--mode", choices=["ok", "fail", "hang", "garbage"], default="ok")
+    ap.add_argument("--input_image_or_video_path", help="a conditioning clip (Video2World); must exist")
     ap.add_argument("--fail-if")
     ap.add_argument("--hang-if")
     ap.add_argument("--garbage-if")
@@ -122,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     if not (args.prompt is not None and args.output):
         ap.error("--prompt and --output (or --batch_input_path and --video_save_folder)")
-    return _one(args.prompt, args.negative_prompt, args.seed, args.output, args)
+    cond = args.input_image_or_video_path
+    if cond is not None and not os.path.isfile(cond):
+        print(f"fake generator: conditioning clip {cond!r} not found", file=sys.stderr)
+        return 2
+    return _one(args.prompt, args.negative_prompt, args.seed, args.output, args, cond)
 
 
 # ------------------------------------------------------------------------------ HTTP service

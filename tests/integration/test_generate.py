@@ -238,3 +238,17 @@ def test_verify_counts_only_agreeing_tags(tmp_path: Path) -> None:
             "--max-clips", "2", "--set", "generate.verify=true", *SETS)
     assert len(log_lines(log)) == 2 and counted(out) == {"place=zoo": (0, False)}
     assert "--max-clips reached" in status(out)["stop_reason"]
+
+
+def test_video2world_condition_from_the_source(real_run: Path, tmp_path: Path) -> None:
+    """{condition}: a kept real clip of the cell from --run, recorded in condition_clip."""
+    log, out = tmp_path / "gen.log", tmp_path / "out"
+    tf = targets(tmp_path / "t.yaml", [{"where": {"clip_height": 48}, "min_clips": 4}])  # the real run has 2
+    curator("generate", "--targets", str(tf), "-o", str(out), "--run", str(real_run), "--generator", "command",
+            "--command", command(log, "--input_image_or_video_path {condition}"), "--max-clips", "4", *SETS)
+    real = {r["clip_uri"] for r in pq.read_table(real_run / "manifest.parquet").to_pylist()
+            if r["kind"] == "clip" and r["status"] == "ok"}
+    lines = log_lines(log)
+    assert len(lines) == 2 and all(os.path.isfile(x["condition"]) for x in lines)
+    m = [r for r in pq.read_table(out / "manifest.parquet").to_pylist() if r["kind"] == "clip"]
+    assert len(m) == 2 and {r["condition_clip"] for r in m} == real  # variants 0 and 1: each real clip once
