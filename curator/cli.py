@@ -504,6 +504,45 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 5 if args.fail_on_gaps and coverage.gaps(cov) else 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from curator import coverage, storage
+    from curator.generate import CommandGenerator, EndpointGenerator, Generator, Options, run
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    if args.index and args.run:
+        print("curator: give --index or --run, not both", file=sys.stderr)
+        return 2
+    gen: Generator
+    if args.generator == "command":
+        if not (args.command or args.batch_command):
+            print("curator: --generator command needs --command TEMPLATE (and/or --batch-command)", file=sys.stderr)
+            return 2
+        gen = CommandGenerator(args.command, args.batch_command, model=cfg.generate.model)
+        if not args.command:  # batch only: single prompts go through the batch template too
+            gen.supports_batch = True
+    else:
+        if not args.endpoint:
+            print("curator: --generator endpoint needs --endpoint URL", file=sys.stderr)
+            return 2
+        gen = EndpointGenerator(args.endpoint, model=cfg.generate.model, params=cfg.generate.endpoint_params,
+                                api_key_env=cfg.generate.api_key_env, retries=cfg.generate.retries)
+    targets = coverage.load_targets(args.targets)
+    opts = Options(targets=targets, output=args.output, config=cfg, generator=gen, source=args.index or args.run,
+                   max_clips=args.max_clips, budget_s=args.budget_s, concurrency=args.concurrency,
+                   runner=args.runner or "local")
+    _stop_on_sigterm()
+    res = run(opts, say=lambda text: print(f"[curator] {text}", file=sys.stderr, flush=True))
+    if res.coverage is not None:
+        print(coverage.format_text(res.coverage))
+    print(f"generate: {res.rounds} rounds, {res.started} generations started ({res.done} done, {res.failed} failed, "
+          f"{res.adopted} adopted), {res.calls} generator calls; stopped: {res.stop_reason}")
+    if res.not_generatable:
+        print(f"not generatable (no cell in their where): {'; '.join(res.not_generatable)}", file=sys.stderr)
+    return 5 if args.fail_on_gaps and res.coverage is not None and coverage.gaps(res.coverage) else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from curator import storage
     from curator.phases import PhaseState
@@ -689,6 +728,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is not met")
     _config_args(p)
     p.set_defaults(fn=cmd_coverage)
+
+    p = sub.add_parser("generate", help="fill coverage gaps with generated footage: prompts for the gaps, a "
+                                        "generator, curation with provenance, recount; until met or out of budget",
+                       description="docs/generate.md. The output is a run folder (manifest, index, shards) with "
+                                   "generate/ (ledger, videos). Rerunning resumes; nothing is generated twice.")
+    p.add_argument("--targets", required=True, metavar="FILE", help="targets file (YAML or JSON; docs/places.md)")
+    p.add_argument("--output", "-o", required=True, help="output URI: a run folder of the generated footage")
+    p.add_argument("--index", help="count what a clip index already holds (and take conditioning clips from it)")
+    p.add_argument("--run", help="count what a finished run already holds (and take conditioning clips from it)")
+    p.add_argument("--generator", choices=["command", "endpoint"], required=True)
+    p.add_argument("--command", metavar="TEMPLATE", help="shell command with {prompt} {negative_prompt} {seed} "
+                                                         "{output} {output_dir} {output_name} {condition} {id}")
+    p.add_argument("--batch-command", metavar="TEMPLATE", help="shell command with {batch_jsonl} {output_dir}, "
+                                                               "used when a round has several prompts")
+    p.add_argument("--endpoint", action="append", metavar="URL", help="HTTP generation service (repeatable)")
+    p.add_argument("--max-clips", type=int, metavar="N", help="generations for this output, ever (all reruns)")
+    p.add_argument("--budget-s", type=float, metavar="S", help="generator wall seconds for this output, ever")
+    p.add_argument("--concurrency", type=int, default=1, metavar="K", help="generations at once (default 1)")
+    p.add_argument("--runner", choices=["ray", "local"], help="runner of the curation rounds (default: local)")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is still not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_generate)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
     p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")

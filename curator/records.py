@@ -120,9 +120,21 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("clip_uri", pa.string()),
     ("encoder", pa.string()),
     ("checks", pa.list_(CHECK)),
+    # provenance (video rows, copied onto clip rows): real footage or generated (curator generate)
+    ("origin", pa.string()),  # "real" | "generated"
+    ("generator", pa.string()),  # "command" | "endpoint" (generated only)
+    ("gen_model", pa.string()),
+    ("prompt", pa.string()),
+    ("seed", pa.int64()),
+    ("target_cell", pa.string()),  # JSON mapping column -> value of the coverage cell it was made for
+    ("condition_clip", pa.string()),  # clip_uri of the footage a Video2World generation was conditioned on
     ("timings", pa.map_(pa.string(), pa.float64())),  # busy seconds per stage
     ("finished_at", pa.map_(pa.string(), pa.float64())),  # wall-clock time each stage finished the row
 ]
+
+#: the provenance columns: on every video row (real footage: origin "real" only), copied onto its clips
+PROVENANCE = ("origin", "generator", "gen_model", "prompt", "seed", "target_cell", "condition_clip")
+REAL, GENERATED = "real", "generated"
 
 #: columns that differ between two runs over the same input (everything else is equal)
 RUN_VARYING = ("timings", "finished_at")
@@ -201,6 +213,7 @@ def new_video_row(source_uri: str, source_key: str) -> Row:
         "source_uri": source_uri,
         "source_key": source_key,
         "status": OK,
+        "origin": REAL,
     }
 
 

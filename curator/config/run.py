@@ -38,6 +38,10 @@ class RunConfig(_Model):
         "custom resources), warn and wait for nodes to join instead of failing at start-up."
     )
     shard: bool = Field(True, description="Write webdataset shards after curation.")
+    provenance: str | None = Field(
+        None, description="JSONL file of per-input provenance columns (source_key + origin, generator, gen_model, "
+        "prompt, seed, target_cell, condition_clip), copied onto each input's video and clip rows; inputs it does "
+        "not name get origin 'real'. `curator generate` writes one for its footage (docs/generate.md).")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
