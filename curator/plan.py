@@ -9,16 +9,19 @@
              a temporary output (deleted afterwards)
     estimate wall time, CPU- and GPU-hours, clips and output size for the whole input
 
-The estimate scales what the trial measured by footage length, not by video count: the
-stages' busy seconds per second of input video (from the manifest's `timings`) times the
-hours of the whole input. The stream's compute is their sum in the local runner; under
+The trial's videos are spread over the sample's pixel rates (small and large footage).
+The estimate scales what the trial measured by the amount of footage, not by video count:
+the video-level stages' busy seconds (from the manifest's `timings`) by decoded pixels
+(width x height x frames: decoding, shot detection, encoding), the clip-level stages' by
+footage seconds (their work is per clip). The stream's compute is their sum in the local runner; under
 Ray the busiest of: each operator's busy time over the workers it may run at once, and
 the CPU- and GPU-seconds over the cluster's CPUs and GPUs. The trial runs its first video
 alone, then the others on the same (now warm) workers, so what the stream took beyond
 that compute splits into a cost paid once per run (worker start, imports) and one per
 video (scheduling, row conversion, manifest parts), spread over the videos in flight.
-Counted once: process start, the stages' set-up (models), the run-level phases other
-than sharding (which scales with the footage). The sample is the inputs with the lowest sample keys
+Counted once: process start, the stages' set-up (models), the run-level phases except
+those that read every clip (shard; dedup when it embeds the clips itself), which scale
+with the footage at the warm part's rate. The probe sample is the inputs with the lowest sample keys
 (:func:`curator.listing.sample_key`), so it is the same on every call and is what
 `--sample` picks first.
 """
@@ -38,7 +41,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from curator import storage
 from curator.config import PipelineConfig
-from curator.listing import inputs_for, lowest_keys
+from curator.listing import InputNotFound, inputs_for, lowest_keys
 from curator.records import Row
 
 log = logging.getLogger("curator")
@@ -59,6 +62,8 @@ class InputStats:
     resolutions: dict[str, int] = field(default_factory=dict)  # "1280x720" -> probed videos
     codecs: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0  # the whole input's footage seconds (exact when every input was probed)
+    probed_pixels: float = 0.0  # decoded pixels (width x height x frames) of the probed videos
+    pixels: float = 0.0  # ... of the whole input (estimated like duration_s)
     duration_exact: bool = False
 
 
@@ -81,6 +86,7 @@ class TrialPart:
 
     videos: int = 0
     video_s: float = 0.0  # footage seconds
+    pixels: float = 0.0  # decoded pixels: width x height x frames
     wall_s: float = 0.0
     stream_s: float = 0.0
     phases_s: dict[str, float] = field(default_factory=dict)
@@ -94,6 +100,7 @@ class TrialPart:
 class Trial:
     videos: int = 0
     video_s: float = 0.0  # footage seconds of the trial's videos
+    pixels: float = 0.0  # their decoded pixels
     wall_s: float = 0.0
     prepare_s: float = 0.0  # stage set-up (local) or connecting to / starting Ray
     stream_s: float = 0.0
@@ -119,7 +126,9 @@ class Estimate:
     output_bytes: int = 0
     parts: dict[str, float] = field(default_factory=dict)  # seconds: startup, prepare, stream, phases, other
     stage_busy_h: dict[str, float] = field(default_factory=dict)
-    scale: float = 0.0  # whole input's footage over the trial's
+    phases_s: dict[str, float] = field(default_factory=dict)
+    scale: float = 0.0  # whole input's footage seconds over the trial's (clip stages, clips, bytes)
+    pixel_scale: float = 0.0  # ... decoded pixels (video stages)
 
 
 @dataclass
@@ -176,44 +185,63 @@ def scan_inputs(config: PipelineConfig, probe_videos: int, seed: int) -> tuple[I
     return stats, sample
 
 
-def probe_sample(stats: InputStats, sample: list[Row], config: PipelineConfig) -> list[tuple[Row, float]]:
+def probe_sample(stats: InputStats, sample: list[Row], config: PipelineConfig) -> list[tuple[Row, float, float]]:
     """Probe the sample (headers and first frame, as ingest does); fill the stats and
-    estimate the whole input's footage seconds. Returns (row, seconds) per probed video."""
+    estimate the whole input's footage seconds and decoded pixels. Returns (row, seconds,
+    pixels per second) per probed video."""
     from curator.media.probe import Limits, ProbeError, probe
 
     cfg = config.stages.ingest
     limits = Limits(cfg.max_pixels, cfg.max_duration_s, cfg.max_fps)
-    out: list[tuple[Row, float]] = []
+    out: list[tuple[Row, float, float]] = []
     res: Counter[str] = Counter()
     codecs: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     for row in sample:
         uri = row["source_uri"]
-        seconds = 0.0
+        seconds = rate = 0.0
         try:
             local = storage.local_path(uri)
             info = probe(local if local is not None else storage.read_bytes(uri), limits=limits)
             seconds = float(info.duration_s or 0.0)
+            rate = float(info.width * info.height * (info.fps or 0.0))
             res[f"{info.width}x{info.height}"] += 1
             codecs[info.codec] += 1
         except ProbeError as exc:
             failed[exc.reason] += 1
-        except storage.StorageError:
+        except (OSError, storage.StorageError):  # gone, unreadable, or a storage error
             failed["storage_error"] += 1
         stats.probed += 1
         stats.probed_s += seconds
+        stats.probed_pixels += seconds * rate
         stats.probed_bytes += int(row.get("size_bytes") or 0)
-        out.append((row, seconds))
+        out.append((row, seconds, rate))
     stats.resolutions = dict(res.most_common())
     stats.codecs = dict(codecs.most_common())
     stats.failed = dict(failed)
     if stats.probed >= stats.videos:
-        stats.duration_s, stats.duration_exact = stats.probed_s, True
+        factor, stats.duration_exact = 1.0, True
     elif stats.probed_bytes and stats.bytes:  # ratio estimator: footage per byte of the sample
-        stats.duration_s = stats.bytes * stats.probed_s / stats.probed_bytes
-    elif stats.probed:
-        stats.duration_s = stats.videos * stats.probed_s / stats.probed
+        factor = stats.bytes / stats.probed_bytes
+    else:
+        factor = stats.videos / max(stats.probed, 1)
+    stats.duration_s = stats.probed_s * factor
+    stats.pixels = stats.probed_pixels * factor
     return out
+
+
+def pick_trial(probed: list[tuple[Row, float, float]], k: int) -> list[Row]:
+    """K videos for the trial, spread over the sample's range of pixel rates (width x height x
+    fps; ties in sample-key order): a small trial then sees small and large footage alike.
+    Videos that did not probe are taken only when none did."""
+    good = [(rate, i, row) for i, (row, seconds, rate) in enumerate(probed) if seconds > 0]
+    if not good:
+        return [row for row, _, _ in probed[:k]]
+    good.sort(key=lambda t: (t[0], t[1]))
+    if k >= len(good):
+        return [row for _, _, row in good]
+    picks = sorted({min(len(good) - 1, int((j + 0.5) * len(good) / k)) for j in range(k)})
+    return [good[i][2] for i in picks]
 
 
 # ------------------------------------------------------------------------- stages
@@ -263,9 +291,11 @@ def _run_part(pipeline: Any, runner: Any, rows: list[Row], progress: Any) -> Tri
     part.phases_s = {k: float(v) for k, v in (metrics.get("phases_s") or {}).items()}
     part.busy_s = {k: float(v.get("busy_s") or 0.0) for k, v in (metrics.get("stages") or {}).items()}
     with rundir.open_manifest("plan") as mf:
-        for r in mf.rows(["kind", "status", "duration_s", "clip_bytes"]):
+        for r in mf.rows(["kind", "status", "duration_s", "clip_bytes", "width", "height", "fps"]):
             if r["kind"] == "video":
-                part.video_s += float(r.get("duration_s") or 0.0)
+                seconds = float(r.get("duration_s") or 0.0)
+                part.video_s += seconds
+                part.pixels += seconds * (r.get("width") or 0) * (r.get("height") or 0) * (r.get("fps") or 0.0)
             else:
                 part.clips += 1
                 part.clips_kept += r["status"] == "ok"
@@ -308,6 +338,7 @@ def run_trial(config: PipelineConfig, rows: list[Row], progress: Any = None,
             trial.wall_s += part.wall_s
             trial.stream_s += part.stream_s
             trial.video_s += part.video_s
+            trial.pixels += part.pixels
             trial.clips += part.clips
             trial.clips_kept += part.clips_kept
             trial.clip_bytes += part.clip_bytes
@@ -373,20 +404,51 @@ def stream_model(busy: dict[str, float], videos: int, capacity: dict[str, float]
     return max(bounds)
 
 
+def scaled_phases(config: PipelineConfig, stage_names: list[str]) -> set[str]:
+    """The run-level phases that read every kept clip's bytes, so their time grows with the
+    footage: shard (copies or re-encodes clips) and dedup when it embeds the staged clips
+    itself (semantic dedup without an embed stage, or dedup.embeddings=perceptual)."""
+    out = {"shard"}
+    d = config.dedup
+    if d.enabled and d.semantic and (d.embeddings == "perceptual"
+                                     or (d.embeddings == "auto" and "embed" not in stage_names)):
+        out.add("dedup")
+    return out
+
+
+def _phase_estimate(name: str, trial: Trial, scale: float, scaled: set[str], duration_s: float) -> float:
+    """A phase's seconds for the whole input: measured once (cold part), or, for a phase that
+    grows with the footage, its warm part's seconds per footage second times the input's,
+    plus what the cold part spent beyond that (imports)."""
+    cold = trial.parts[0].phases_s.get(name, 0.0) if trial.parts else trial.phases_s.get(name, 0.0)
+    if name not in scaled:
+        return cold
+    warm = trial.parts[1] if len(trial.parts) > 1 else None
+    if warm is None or warm.video_s <= 0 or name not in warm.phases_s:
+        return cold * scale
+    rate = warm.phases_s[name] / warm.video_s
+    return max(0.0, cold - rate * trial.parts[0].video_s) + rate * duration_s
+
+
 def estimate(inputs: InputStats, trial: Trial, stages: list[StagePlan], capacity: dict[str, float],
              pipeline: Any, startup_s: float) -> Estimate:
-    """Scale the trial to the whole input by footage seconds (see the module docstring)."""
+    """Scale the trial to the whole input (see the module docstring): video-level stages by
+    decoded pixels, clip-level stages, clips and bytes by footage seconds."""
     est = Estimate()
     if trial.video_s > 0:
         scale = inputs.duration_s / trial.video_s
     else:  # nothing in the sample decoded: by video count
         scale = inputs.videos / max(trial.videos, 1)
-    est.scale = scale
-    busy_full = {k: v * scale for k, v in trial.busy_s.items()}
+    pixel_scale = inputs.pixels / trial.pixels if trial.pixels > 0 and inputs.pixels > 0 else scale
+    est.scale, est.pixel_scale = round(scale, 4), round(pixel_scale, 4)
+    kinds = {s.name: s.acts_on for s in stages}
+    busy_full = {k: v * (pixel_scale if kinds.get(k) == VIDEO_KIND else scale) for k, v in trial.busy_s.items()}
     slots = max(1.0, min(_video_slots(capacity, pipeline), inputs.videos))
     stream = (trial.cold_s + stream_model(busy_full, inputs.videos, capacity, pipeline)
               + trial.per_video_s * inputs.videos / slots)
-    phases = {k: (v * scale if k == "shard" else v) for k, v in trial.phases_s.items()}
+    scaled = scaled_phases(pipeline.ctx.config, [s.name for s in pipeline.specs])
+    phases = {k: _phase_estimate(k, trial, scale, scaled, inputs.duration_s) for k in trial.phases_s}
+    est.phases_s = {k: round(v, 3) for k, v in phases.items()}
     est.parts = {"startup_s": round(startup_s, 3), "prepare_s": round(trial.prepare_s, 3),
                  "stream_s": round(stream, 3), "phases_s": round(sum(phases.values()), 3),
                  "other_s": round(trial.other_s, 3)}
@@ -424,7 +486,10 @@ def make_plan(config: PipelineConfig, *, sample_videos: int = 2, probe_videos: i
     startup_s = _process_age_s()
     seed = config.run.sample_seed
     storage.configure(config.storage)
-    inputs, sample = scan_inputs(config, max(probe_videos, sample_videos), seed)
+    try:
+        inputs, sample = scan_inputs(config, max(probe_videos, sample_videos), seed)
+    except InputNotFound as exc:
+        raise PipelineError(str(exc)) from None
     if not inputs.videos:
         raise PipelineError(f"no input videos in {inputs.source or 'the input'}: nothing to plan")
     probed = probe_sample(inputs, sample, config)
@@ -441,9 +506,7 @@ def make_plan(config: PipelineConfig, *, sample_videos: int = 2, probe_videos: i
                   notes=notes)
     if not trial or sample_videos < 1:
         return result
-    # the trial: the first K of the sample that probe as video (else the first K)
-    good = [r for r, s in probed if s > 0] or [r for r, _ in probed]
-    rows = good[:sample_videos]
+    rows = pick_trial(probed, sample_videos)
     (say or log.info)(f"plan: {inputs.videos} inputs listed, {inputs.probed} probed; a trial run of {len(rows)} of "
                       f"them with the {runner_name} runner")
     measured, capacity, trial_pipeline = run_trial(config, rows, progress, model=stream_model)
@@ -476,8 +539,8 @@ def format_plan(plan: Plan) -> str:
     i = plan.inputs
     hours = i.duration_s / 3600
     lines = [f"inputs:      {i.videos} videos, {_size(i.bytes)} ({storage.display(i.source) if i.source else '-'})",
-             f"footage:     {hours:.2f} h{'' if i.duration_exact else ' (estimated)'}, "
-             f"probed {i.probed} videos ({i.probed_s / 3600:.2f} h)"]
+             f"footage:     {hours:.2f} h, {_size(i.pixels).removesuffix('B')}pixels to decode"
+             f"{'' if i.duration_exact else ' (estimated)'}; probed {i.probed} videos ({i.probed_s / 3600:.2f} h)"]
     if i.resolutions:
         lines.append("resolutions: " + ", ".join(f"{k} x{v}" for k, v in list(i.resolutions.items())[:6]))
     if i.codecs:

@@ -182,6 +182,8 @@ def varied(tmp_path_factory):
 
 def test_plan_predicts_the_full_run_within_2x(varied, tmp_path):
     config = [*SPINE, "--set", "stages.order=[motion,quality]", "--set", "stages.quality.enabled=false"]
+    proc = curator("plan", "-i", str(tmp_path / "nowhere"), *config)
+    assert proc.returncode == 1 and "input not found" in proc.stderr and "Traceback" not in proc.stderr
     plan_json = tmp_path / "plan.json"
     proc = curator("plan", "-i", str(varied), *config, "--sample-videos", "2", "--json", str(plan_json))
     assert proc.returncode == 0, proc.stderr[-3000:]
