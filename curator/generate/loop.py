@@ -97,6 +97,8 @@ class Loop:
 
         self.tax = load_places(opts.config.stages.place_tag.taxonomy)
         self._conditions: dict[str, list[str]] = {}
+        self._up: Any = None  # the upsampler: None not made yet, False none configured
+        self._upsample_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ budget
     def _spent(self, st: LedgerState) -> tuple[int, float]:
@@ -135,6 +137,8 @@ class Loop:
             self._generate(jobs, st)
         st = self.ledger.replay()
         self._write_status(st)
+        if self._up:
+            self._up.close()
         return res
 
     # ------------------------------------------------------------------ recovery
@@ -280,17 +284,31 @@ class Loop:
                     f.write(storage.read_bytes(cond_uri))
         return Job(p, text, cond_path, cond_uri)
 
-    def _upsample(self, p: Prompt) -> str:
+    def _upsampler(self) -> Any:
+        """The loop's upsampler (one pooled client), or None: generate.upsampler.url unset, and no
+        OPENAI_BASE_URL with generate.upsampler.model set."""
         up = self.cfg.upsampler
-        if not up.url:
-            return p.text
-        from curator.generate.upsample import DEFAULT_INSTRUCTION, upsample
+        if self._up is None:
+            from curator.generate.upsample import DEFAULT_INSTRUCTION, Upsampler
+            from curator.models.openai_client import BASE_URL_ENV
 
-        text, err = upsample(p.text, up.url, up.model, instruction=up.instruction or DEFAULT_INSTRUCTION,
-                             api_key_env=up.api_key_env, timeout_s=up.timeout_s, seed=p.seed)
+            if up.url or (up.model and os.environ.get(BASE_URL_ENV)):
+                self._up = Upsampler(up.url, up.model, instruction=up.instruction or DEFAULT_INSTRUCTION,
+                                     api_key_env=up.api_key_env, timeout_s=up.timeout_s, retries=up.retries)
+            else:
+                self._up = False
+        return self._up or None
+
+    def _upsample(self, p: Prompt) -> str:
+        up = self._upsampler()
+        if up is None:
+            return p.text
+        text, err = up(p.text, seed=p.seed)
         if err:
+            self._upsample_errors[p.id] = err
             log.warning("prompt %s: upsampling failed (%s); the template's prompt is used", p.id, err)
-        return text
+            self.say(f"  {p.id}: upsampling failed ({err[:200]}); the template's prompt is used")
+        return str(text)
 
     def _wants_condition(self) -> bool:
         g = self.o.generator
@@ -338,7 +356,9 @@ class Loop:
         g = self.o.generator
         self.ledger.append("started", id=job.prompt.id, prompt=job.prompt.to_dict(), text=job.text,
                            generator=g.kind, gen_model=g.model or self.cfg.model, condition_clip=job.condition_uri,
-                           allowance_s=round(allowance, 3))
+                           allowance_s=round(allowance, 3),
+                           **({"upsample_error": self._upsample_errors[job.prompt.id]}
+                              if job.prompt.id in self._upsample_errors else {}))
         self.result.started += 1
 
     def _finished(self, job: Job, out: Outcome) -> None:
