@@ -50,4 +50,8 @@ class GenerateConfig(_Model):
     endpoint_params: dict[str, Any] = Field(default_factory=dict, description="Extra JSON fields of every endpoint "
                                                                              "request (e.g. num_frames, fps).")
     api_key_env: str | None = Field(None, description="Endpoint generators: environment variable with a bearer key.")
+    dedup_against_source: bool = Field(
+        True, description="Dedup the generated clips against the source's clip index (--index, or the index of "
+                          "--run): a near-copy of an existing clip (cosine >= dedup.threshold) is marked "
+                          "`duplicate_of_index` in the manifest and does not count (sets dedup.reference_index).")
     upsampler: UpsamplerConfig = Field(default_factory=UpsamplerConfig)
