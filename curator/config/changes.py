@@ -49,7 +49,7 @@ DECISION_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 #: top-level sections that never change what a run produces
-IGNORED_TOP = ("input", "output", "input_list", "run", "storage", "models", "report")
+IGNORED_TOP = ("input", "output", "input_list", "run", "storage", "models", "report", "generate")
 #: per-stage keys compared through the stage list, or that only choose inputs
 IGNORED_STAGE_KEYS = ("resources", "enabled")
 IGNORED_STAGE_PATHS = ("order", "ingest.extensions")

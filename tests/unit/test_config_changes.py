@@ -92,3 +92,11 @@ def test_a_recorded_config_from_an_older_version_still_diffs():
     old["stages"]["split"]["gone_key"] = 1  # a key this version no longer has
     found = ch.diff(old, PipelineConfig(), RAN, RAN)
     assert found.names() == ["stages.split.gone_key"] and found.needs_recompute
+
+
+def test_generate_keys_never_refuse_a_rerun():
+    """`generate.*` steers the loop around a run (budget, verify, upsampler), not the clips it curates."""
+    from curator.config.changes import kind_of
+
+    assert kind_of("generate.verify") is None
+    assert kind_of("generate.upsampler.retries") is None
