@@ -1,5 +1,10 @@
 """`curator` command line. Every option of the pipeline is a config key: pass a YAML file
-with --config and/or `--set section.key=value`; `curator config --defaults` lists them all."""
+with --config and/or `--set section.key=value`; `curator config --defaults` lists them all.
+
+-o/--output is where a command writes its result, in every command that has one: the
+run folder (run, submit), the HTML file (report), the clip index (index), the head file
+(train-type-head). Commands that update a finished run in place (shard, dedup, refilter)
+take the run folder as their argument; search, config, jobs and models print."""
 
 from __future__ import annotations
 
@@ -10,6 +15,27 @@ import sys
 from typing import Any
 
 from curator.config import ConfigError, PipelineConfig
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: it still works (hidden from --help), with a note."""
+
+    def __init__(self, option_strings: list[str], dest: str, instead: str = "", **kw: Any):
+        self.instead = instead
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"curator: {option_string} is deprecated, use {self.instead} (same meaning: -o/--output is where "
+              "a command writes, in every command)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _output_arg(p: argparse.ArgumentParser, metavar: str, text: str, old: str | None = None) -> None:
+    """-o/--output, the same option in every command that writes a result (`old`: a former spelling)."""
+    p.add_argument("--output", "-o", metavar=metavar, help=text)
+    if old:
+        p.add_argument(old, dest="output", metavar=metavar, action=_Deprecated, instead="-o/--output")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -55,25 +81,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     from curator.progress import Progress
     from curator.runners import make_runner
 
-    run_over: dict[str, Any] = {}
-    if args.address:
-        run_over["address"] = args.address
-    if args.runner:
-        run_over["runner"] = args.runner
-    if args.only_failed:
-        run_over["only_failed"] = True
-    cfg = _load(args, input=args.input, output=args.output)
-    if run_over:
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    cfg = _run_config_of(args)
     _setup_logging(cfg.run.log_level)
     pipeline = pl.build(cfg)
     if pipeline.skipped:
         print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
-    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    notify = lambda line: print(f"[curator] {line}", file=sys.stderr)  # noqa: E731
+    if not runner.distributed:
+        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s),
+                          notify=notify)
+    else:
+        from curator.rundir import RunDir
+        from curator.runlog import ray_output_to_log
+
+        # Ray's own output (its notices, the Ray Data plan, what the workers print) goes to
+        # the run log; the console keeps curator's progress and summary
+        with ray_output_to_log(RunDir.of(pipeline.ctx.output_uri, cfg.storage), pipeline.ctx.run_id) as runlog:
+            print(f"[curator] Ray's output goes to the run log: {runlog.where()}", file=runlog.console)
+            summary = execute(pipeline, runner, force=args.force,
+                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s),
+                              notify=lambda line: print(f"[curator] {line}", file=runlog.console))
     print(summary.format())
     return run_status(summary, cfg)
+
+
+def _selection(args: argparse.Namespace) -> list[str]:
+    """--limit / --sample / --seed as the config keys they set (validated with the config)."""
+    out = []
+    for flag, key in (("limit", "run.limit"), ("sample", "run.sample"), ("seed", "run.sample_seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out
+
+
+def _run_config_of(args: argparse.Namespace, **extra: Any) -> PipelineConfig:
+    """The config of `curator run` / `plan`: file < --set < the run flags."""
+    run_over: dict[str, Any] = {}
+    if getattr(args, "address", None):
+        run_over["address"] = args.address
+    if args.runner:
+        run_over["runner"] = args.runner
+    if getattr(args, "only_failed", False):
+        run_over["only_failed"] = True
+    args.overrides = list(args.overrides) + _selection(args)
+    cfg = _load(args, input=args.input, output=getattr(args, "output", None), input_list=args.input_list, **extra)
+    if run_over:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    return cfg
 
 
 #: `curator run` exit statuses beyond 0 (done), 1 (error), 2 (bad config), 130 (Ctrl-C), 143 (stopped)
@@ -84,8 +141,10 @@ EXIT_TOO_MANY_ERRORS = 4
 def run_status(summary: Any, cfg: PipelineConfig) -> int:
     """0 when the run did its work within run.max_error_rate; else a status and one line."""
     if summary.videos == 0:
-        print(f"curator: no input videos under {cfg.input} (extensions: {', '.join(cfg.stages.ingest.extensions)}); "
-              "check the path or prefix", file=sys.stderr)
+        where = (f"in the input list {cfg.input_list}" if cfg.input_list else
+                 f"under {cfg.input} (extensions: {', '.join(cfg.stages.ingest.extensions)})")
+        trial = f"; run.sample={cfg.run.sample:g} kept none of them" if cfg.run.sample else ""
+        print(f"curator: no input videos {where}{trial}; check the path or prefix", file=sys.stderr)
         return EXIT_NO_INPUT
     if summary.error_rate > cfg.run.max_error_rate:
         print(f"curator: {summary.videos_failed} of {summary.videos} videos failed ({summary.error_rate:.0%}), "
@@ -95,11 +154,32 @@ def run_status(summary: Any, cfg: PipelineConfig) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from curator import plan
+    from curator.progress import Progress
+
+    cfg = _run_config_of(args)
+    # the trial's own INFO lines (its temporary output, its index) would only confuse
+    _setup_logging("WARNING" if cfg.run.log_level.upper() == "INFO" else cfg.run.log_level)
+    if args.sample_videos < 0 or args.probe_videos < 1:
+        print("curator: --sample-videos must be >= 0 and --probe-videos >= 1", file=sys.stderr)
+        return 2
+    result = plan.make_plan(cfg, sample_videos=args.sample_videos, probe_videos=args.probe_videos,
+                            progress=Progress(interval_s=cfg.run.progress_interval_s),
+                            say=lambda line: print(f"[curator] {line}", file=sys.stderr))
+    print(result.format())
+    if args.json:
+        plan.write_json(result, args.json)
+        print(f"json:        {args.json}")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from curator import jobs
 
-    cfg = jobs.load_checked(args.config, args.overrides, input=args.input, output=args.output)
-    job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=args.overrides, force=args.force,
+    overrides = list(args.overrides) + _selection(args)
+    cfg = jobs.load_checked(args.config, overrides, input=args.input, output=args.output, input_list=args.input_list)
+    job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=overrides, force=args.force,
                          only_failed=args.only_failed, runner=args.runner, env_names=args.env,
                          upload_code=args.code == "upload", job_id=args.job_id)
     if not args.wait:
@@ -201,7 +281,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     cfg = _load(args, output=args.run)
     rundir = _rundir(args, cfg)
-    target = storage.normalize(args.index) if args.index else index.index_uri_for(rundir.uri, cfg.index)
+    target = storage.normalize(args.output) if args.output else index.index_uri_for(rundir.uri, cfg.index)
     try:
         res = index_phase.run(PhaseState(rundir, cfg), index_uri=target)
     except index.SearchError as exc:
@@ -437,9 +517,148 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
-    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs)
+    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.output, epochs=args.epochs)
     print(report)
     return 0
+
+
+def cmd_train_tag_head(args: argparse.Namespace) -> int:
+    from curator.type_head import train_tag_head_cli
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    _rundir(args, cfg)
+    if not 0 <= args.holdout < 1:
+        print("curator: --holdout must be within [0, 1)", file=sys.stderr)
+        return 2
+    print(train_tag_head_cli(args.run, args.labels, cfg, out=args.output, epochs=args.epochs, holdout=args.holdout))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from curator import storage
+    from curator.tagging import retag_run
+
+    cfg = _load(args, output=args.run)
+    if not args.config:  # the run's own config (taxonomy, head, method) is the base; --set overrides it
+        cfg = _run_config(args, cfg) or cfg
+    _setup_logging(cfg.run.log_level)
+    rundir = _rundir(args, cfg)
+    try:
+        res = retag_run(rundir.uri, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    by = ", ".join(f"{k} {v}" for k, v in sorted(res["by_source"].items()))
+    print(f"{res['tagged']} of {res['clips']} clips tagged ({by or 'none'}) in {storage.display(rundir.manifest)}")
+    return 0
+
+
+def _places(args: argparse.Namespace, cfg: PipelineConfig) -> Any:
+    """The place taxonomy: --config's, else the run's own (SOURCE a run folder that recorded one), else
+    the default; --set applies."""
+    from curator.rundir import RunDir
+    from curator.taxonomy import load_places
+
+    if not args.config:
+        try:
+            got = RunDir.of(args.source).read_config()
+        except Exception:  # an index, or a folder without config.yaml: the config given here
+            got = None
+        if got is not None:
+            cfg = PipelineConfig.load(None, args.overrides, base=got[0])
+    return load_places(cfg.stages.place_tag.taxonomy)
+
+
+def cmd_eval_tags(args: argparse.Namespace) -> int:
+    from curator import storage, tag_eval
+    from curator.coverage import CoverageError
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)  # a run folder or an index: this process is its only reader
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
+    try:
+        res = tag_eval.evaluate(args.source, args.labels, _places(args, cfg), fields)
+    except CoverageError as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(tag_eval.to_json(res))
+    else:
+        print(tag_eval.format_text(res))
+    return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from curator import coverage, storage, where
+    from curator.report.heatmap import write_coverage_html
+
+    cfg = _load(args)
+    storage.configure(cfg.storage)  # a run folder or an index: this process is its only reader
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    if not by:
+        print("curator: --by needs at least one column, e.g. --by place,time_of_day", file=sys.stderr)
+        return 2
+    targets = coverage.load_targets(args.targets) if args.targets else []
+    try:
+        cov = coverage.measure(args.source, by, targets, where_text=args.where)
+    except (coverage.CoverageError, where.WhereError) as exc:
+        print(f"curator: {exc}", file=sys.stderr)
+        return 1
+    absent = [c for c in by if cov.columns and c not in cov.columns]
+    if absent:
+        print(f"curator: note: {storage.display(cov.source)} has no column {', '.join(absent)} "
+              "(did the place_tag stage run? `curator tag RUN` adds tags to a finished run)", file=sys.stderr)
+    print(coverage.format_text(cov))
+    if args.json:
+        storage.write_bytes(storage.normalize(args.json), coverage.to_json(cov).encode("utf-8"))
+        print(f"json: {storage.display(storage.normalize(args.json))}")
+    if args.html:
+        out = write_coverage_html(cov, args.html, _places(args, cfg))
+        print(f"html: {storage.display(out)}")
+    return 5 if args.fail_on_gaps and coverage.gaps(cov) else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from curator import coverage, storage
+    from curator.generate import CommandGenerator, EndpointGenerator, Generator, Options, run
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    if not args.output:
+        print("curator: generate needs -o/--output URI (the run folder of the generated footage)", file=sys.stderr)
+        return 2
+    if args.index and args.run:
+        print("curator: give --index or --run, not both", file=sys.stderr)
+        return 2
+    gen: Generator
+    if args.generator == "command":
+        if not (args.command or args.batch_command):
+            print("curator: --generator command needs --command TEMPLATE (and/or --batch-command)", file=sys.stderr)
+            return 2
+        gen = CommandGenerator(args.command, args.batch_command, model=cfg.generate.model)
+        if not args.command:  # batch only: single prompts go through the batch template too
+            gen.supports_batch = True
+    else:
+        if not args.endpoint:
+            print("curator: --generator endpoint needs --endpoint URL", file=sys.stderr)
+            return 2
+        gen = EndpointGenerator(args.endpoint, model=cfg.generate.model, params=cfg.generate.endpoint_params,
+                                api_key_env=cfg.generate.api_key_env, retries=cfg.generate.retries)
+    targets = coverage.load_targets(args.targets)
+    opts = Options(targets=targets, output=args.output, config=cfg, generator=gen, source=args.index or args.run,
+                   max_clips=args.max_clips, budget_s=args.budget_s, concurrency=args.concurrency,
+                   runner=args.runner or "local")
+    _stop_on_sigterm()
+    res = run(opts, say=lambda text: print(f"[curator] {text}", file=sys.stderr, flush=True))
+    if res.coverage is not None:
+        print(coverage.format_text(res.coverage))
+    print(f"generate: {res.rounds} rounds, {res.started} generations started ({res.done} done, {res.failed} failed, "
+          f"{res.adopted} adopted), {res.calls} generator calls; stopped: {res.stop_reason}")
+    if res.not_generatable:
+        print(f"not generatable (no cell in their where): {'; '.join(res.not_generatable)}", file=sys.stderr)
+    return 5 if args.fail_on_gaps and res.coverage is not None and coverage.gaps(res.coverage) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -455,10 +674,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ parser
+def _input_args(p: argparse.ArgumentParser) -> None:
+    """Which inputs: `curator run`, `submit` and `plan` take the same ones."""
+    p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
+    p.add_argument("--input-list", metavar="FILE",
+                   help="the inputs from a file instead: text (one URI per line), or CSV / Parquet with a 'uri' "
+                        "column whose other columns go into the manifest (sets input_list)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N inputs, in listing order (run.limit)")
+    p.add_argument("--sample", type=float, metavar="FRACTION",
+                   help="a deterministic fraction of the inputs, e.g. 0.05 (run.sample; same subset every time)")
+    p.add_argument("--seed", type=int, help="seed of --sample's selection (run.sample_seed, default 0)")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     """The options of a run: `curator run` and `curator submit` take the same ones."""
-    p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
-    p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
+    _input_args(p)
+    _output_arg(p, "URI", "the run folder: a folder or bucket prefix for the clips, manifest and shards")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
     p.add_argument("--only-failed", action="store_true",
@@ -467,7 +698,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    ap = argparse.ArgumentParser(prog="curator", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     from curator import __version__
 
     ap.add_argument("--version", action="version", version=f"curator {__version__}")
@@ -494,6 +726,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", help="submission id (default: chosen by Ray)")
     p.set_defaults(fn=cmd_submit)
 
+    p = sub.add_parser("plan", help="before a run: count and probe the inputs, list the stages and where they run, "
+                                    "then run a few videos and estimate wall time and CPU/GPU hours",
+                       description="Runs the real pipeline (this config and runner) on --sample-videos inputs into a "
+                                   "temporary folder and scales what it measured to the whole input by hours of "
+                                   "footage. Takes the input and config options of `curator run`.")
+    _input_args(p)
+    p.add_argument("--runner", choices=["ray", "local"], help="override run.runner (the trial runs with it)")
+    p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
+    p.add_argument("--sample-videos", type=int, default=2, metavar="K",
+                   help="videos the trial runs (default 2; 0: no trial, no estimate)")
+    p.add_argument("--probe-videos", type=int, default=32, metavar="P",
+                   help="videos probed for hours of footage and resolutions (default 32)")
+    p.add_argument("--json", metavar="FILE", help="also write the plan and estimate as JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_plan)
+
     p = sub.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
     p.add_argument("action", choices=["list", "status", "logs", "stop"])
     p.add_argument("job_id", nargs="?", metavar="JOB_ID")
@@ -511,20 +759,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest "
                                      "(with the run's config.yaml unless --config is given; --set overrides)")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_shard)
 
     p = sub.add_parser("dedup", help="find exact and near-duplicate clips of a finished run; mark them in its manifest")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_dedup)
 
     p = sub.add_parser("index", help="add a run's clips to a clip index (incremental)")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--index", help="index URI (default: index.uri, else <run>/index)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "INDEX_URI", "the clip index to add to (default: index.uri, else <run>/index)", old="--index")
     _config_args(p)
     p.set_defaults(fn=cmd_index)
 
@@ -601,7 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("latents", help="latent shards: verify decodes a sample and reports PSNR against the "
                                        "source windows")
     p.add_argument("action", choices=["verify"])
-    p.add_argument("run", help="output URI of a run with latent shards (shard.profile includes latent)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) with latent shards "
+                                              "(shard.profile includes latent)")
     p.add_argument("--sample", type=int, default=8, metavar="N", help="samples to decode (default 8)")
     p.add_argument("--split", help="training split (default: the first of shard.splits)")
     p.add_argument("--seed", type=int, default=0, help="which samples (default 0)")
@@ -612,23 +861,84 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("refilter", help="re-apply filter thresholds to a finished run from its manifest "
                                         "(no decoding), then re-shard")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="for re-sharding; default: local")
     p.add_argument("--no-shard", action="store_true", help="rewrite the manifest only")
     _config_args(p)
     p.set_defaults(fn=cmd_refilter)
 
     p = sub.add_parser("train-type-head", help="train the video-type MLP head from labelled clips of a run")
-    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) whose manifest has clip embeddings")
     p.add_argument("--labels", required=True, help="CSV or Parquet with columns clip_id,label")
-    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.video_type.head>)")
+    _output_arg(p, "FILE", "where to write the head (default: models.dir/<stages.video_type.head>)", old="--out")
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     _config_args(p)
     p.set_defaults(fn=cmd_train_type_head)
 
+    p = sub.add_parser("train-tag-head", help="train the place-tag head (all labelled fields at once) from "
+                                              "labelled clips of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) whose manifest has clip "
+                                              "embeddings")
+    p.add_argument("--labels", required=True, help="CSV or Parquet: clip_id (or clip_uri) and field columns, e.g. "
+                                                   "place,time_of_day (empty cell: not labelled)")
+    _output_arg(p, "FILE", "where to write the head (default: models.dir/<stages.place_tag.head>)", old="--out")
+    p.add_argument("--epochs", type=int, default=200, help="training epochs")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of the clips held out to report accuracy "
+                                                              "(default 0.2; 0: train on all)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_train_tag_head)
+
+    p = sub.add_parser("tag", help="(re)tag a finished run's clips from their embeddings (zero-shot or a trained "
+                                   "head; recorded VLM answers kept), no decoding; rewrites its manifest")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _config_args(p)
+    p.set_defaults(fn=cmd_tag)
+
+    p = sub.add_parser("eval-tags", help="precision / recall of the place tags against labelled clips")
+    p.add_argument("source", help="output URI of a run, or a clip index URI")
+    p.add_argument("labels", help="CSV or Parquet: clip_id (or clip_uri) and field columns, e.g. place,time_of_day")
+    p.add_argument("--fields", help="comma-separated fields to score (default: every field column of LABELS)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_eval_tags)
+
+    p = sub.add_parser("coverage", help="kept clips and hours per place / time / ... cell, against target quotas")
+    p.add_argument("source", help="output URI of a run, or a clip index URI")
+    p.add_argument("--by", default="place", help="comma-separated manifest columns, e.g. place,time_of_day "
+                                                 "(default: place)")
+    p.add_argument("--targets", metavar="FILE", help="YAML or JSON: targets: [{where: {place: zoo}, min_clips: 2}]")
+    p.add_argument("--where", metavar="PREDICATE", help="count only clips matching it, e.g. \"place_conf >= 0.5\"")
+    p.add_argument("--json", metavar="FILE", help="also write the cells, targets and gaps as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML heatmap")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_coverage)
+
+    p = sub.add_parser("generate", help="fill coverage gaps with generated footage: prompts for the gaps, a "
+                                        "generator, curation with provenance, recount; until met or out of budget",
+                       description="docs/generate.md. The output is a run folder (manifest, index, shards) with "
+                                   "generate/ (ledger, videos). Rerunning resumes; nothing is generated twice.")
+    p.add_argument("--targets", required=True, metavar="FILE", help="targets file (YAML or JSON; docs/places.md)")
+    _output_arg(p, "URI", "the run folder of the generated footage (required)")
+    p.add_argument("--index", help="count what a clip index already holds (and take conditioning clips from it)")
+    p.add_argument("--run", help="count what a finished run already holds (and take conditioning clips from it)")
+    p.add_argument("--generator", choices=["command", "endpoint"], required=True)
+    p.add_argument("--command", metavar="TEMPLATE", help="shell command with {prompt} {negative_prompt} {seed} "
+                                                         "{output} {output_dir} {output_name} {condition} {id}")
+    p.add_argument("--batch-command", metavar="TEMPLATE", help="shell command with {batch_jsonl} {output_dir}, "
+                                                               "used when a round has several prompts")
+    p.add_argument("--endpoint", action="append", metavar="URL", help="HTTP generation service (repeatable)")
+    p.add_argument("--max-clips", type=int, metavar="N", help="generations for this output, ever (all reruns)")
+    p.add_argument("--budget-s", type=float, metavar="S", help="generator wall seconds for this output, ever")
+    p.add_argument("--concurrency", type=int, default=1, metavar="K", help="generations at once (default 1)")
+    p.add_argument("--runner", choices=["ray", "local"], help="runner of the curation rounds (default: local)")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is still not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_generate)
+
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--output", "-o", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "FILE.html", "where to write the report (default: RUN/report.html; a path or bucket URI)")
     _config_args(p)
     p.set_defaults(fn=cmd_report)
     return ap

@@ -1,6 +1,6 @@
 """Builds the stage graph from a config, in one place.
 
-    ingest -> split -> transcode -> [filters, cheapest first] -> [embed] -> [caption] -> staging
+    ingest -> split -> transcode -> [blur] -> [filters, cheapest first] -> [embed] -> [caption] -> staging
     then, globally: consolidate manifest -> [dedup] -> shard
 
 Each stage is named by a :class:`StageSpec` (its class path and config) so that the
@@ -30,6 +30,7 @@ STAGES: dict[str, str] = {
     "ingest": "stages.ingest:IngestStage",
     "split": "stages.split:SplitStage",
     "transcode": "stages.transcode:TranscodeStage",
+    "blur": "stages.blur:BlurStage",
     "embed": "stages.embed:EmbedStage",
     "caption": "stages.caption:CaptionStage",
     "motion": "stages.motion:MotionStage",
@@ -38,11 +39,13 @@ STAGES: dict[str, str] = {
     "dover": "stages.quality:DoverStage",
     "text_overlay": "stages.text_overlay:TextOverlayStage",
     "video_type": "stages.video_type:VideoTypeStage",
+    "place_tag": "stages.place_tag:PlaceTagStage",
     "staging": "stages.staging:StagingStage",
 }
 
-#: the fixed head and tail of the graph; `stages.order` (config) is the middle
-HEAD = ["ingest", "split", "transcode"]
+#: the fixed head and tail of the graph; `stages.order` (config) is the middle. Privacy blur
+#: (off by default) sits right after transcode, before any model sees a clip or it is written.
+HEAD = ["ingest", "split", "transcode", "blur"]
 TAIL = ["staging"]
 
 #: stages the pipeline cannot run without
@@ -84,7 +87,8 @@ class Pipeline:
         return schema_for(self._columns(), transient=True)
 
     def _columns(self) -> list[tuple[str, pa.DataType]]:
-        return stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
+        return (stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
+                + [(name, pa.string()) for name in self.ctx.extra_columns])
 
     def describe(self) -> str:
         """The stage graph in one line (skipped stages: :meth:`skipped_table`)."""
@@ -169,18 +173,19 @@ def stage_order(config: PipelineConfig) -> list[str]:
 
 
 def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
-    if not config.input:
-        raise PipelineError("no input: pass --input URI (a folder or bucket prefix of videos)")
+    if not config.input and not config.input_list:
+        raise PipelineError("no input: pass --input URI (a folder or bucket prefix of videos) or --input-list FILE")
     if not config.output:
         raise PipelineError("no output: pass --output URI (a folder or bucket prefix)")
     from curator import storage
 
     ctx = RunContext(
         config=config,
-        input_uri=storage.normalize(config.input),
+        input_uri=storage.normalize(config.input) if config.input else "",
         output_uri=storage.normalize(config.output),
         run_id=run_id or uuid.uuid4().hex[:12],
         config_hash=config.content_hash(),
+        extra_columns=tuple(_input_list_columns(config)),
     )
     specs: list[StageSpec] = []
     skipped: list[tuple[str, list[Requirement]]] = []
@@ -193,7 +198,7 @@ def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
         spec = StageSpec(name, STAGES[name], stage_cfg)
         missing = spec.build(ctx).requirements()
         if missing:
-            if name in REQUIRED:
+            if name in REQUIRED or not spec.stage_class().skip_if_missing:
                 raise PipelineError(f"stage {name} cannot run: " + "; ".join(r.describe() for r in missing))
             skipped.append((name, missing))
             continue
@@ -204,4 +209,23 @@ def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
         req = requirement(config.shard.latent.model, config.models.dir)
         if req is not None:
             raise PipelineError("cannot start: " + req.describe())
-    return Pipeline(ctx, specs, skipped)
+    pipeline = Pipeline(ctx, specs, skipped)
+    if ctx.extra_columns:
+        taken = set(schema_for(stage_columns(s.build(ctx) for s in specs), transient=True).names)
+        clash = [c for c in ctx.extra_columns if c in taken]
+        if clash:
+            raise PipelineError(f"input list {config.input_list}: column(s) {', '.join(clash)} are also manifest "
+                                "columns; rename them in the list (its other columns become manifest columns)")
+    return pipeline
+
+
+def _input_list_columns(config: PipelineConfig) -> list[str]:
+    """The extra columns of the config's input list (they become string manifest columns)."""
+    if not config.input_list:
+        return []
+    from curator.listing import InputNotFound, input_list_columns
+
+    try:
+        return input_list_columns(config.input_list)
+    except InputNotFound as exc:
+        raise PipelineError(str(exc)) from None

@@ -35,6 +35,8 @@ class RunContext:
     output_uri: str
     run_id: str
     config_hash: str
+    #: string columns an input list brings (source_caption, license, ...): on video and clip rows
+    extra_columns: tuple[str, ...] = ()
 
     @property
     def staging_uri(self) -> str:
@@ -85,6 +87,9 @@ class Stage:
     stateful: ClassVar[bool] = False
     #: may share a Ray operator with its neighbours (see pipeline.group_stages)
     fusable: ClassVar[bool] = True
+    #: enabled but its requirements are missing: skipped with a start-up note (True), or the
+    #: start-up fails (False: a stage a run must not silently go without, e.g. privacy blur)
+    skip_if_missing: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig | Any, ctx: RunContext):
         self.config = config

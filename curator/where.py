@@ -3,6 +3,7 @@
     motion_tag = 'pan_left' AND clip_duration_s >= 4
     status IN ('ok', 'rejected') OR NOT (caption LIKE '%museum%')
     tags CONTAINS 'indoor' AND duplicate_of IS NULL
+    scene_text CONTAINS 'museum'            (on text: a case-insensitive substring)
 
 Grammar (case-insensitive keywords)::
 
@@ -261,8 +262,12 @@ def _eval(node: tuple, table: pa.Table) -> pa.Array:
         res = pc.match_substring_regex(arr, _like_regex(node[2]))
         return pc.invert(res) if node[3] else res
     if op == "contains":
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            if not isinstance(node[2], str):
+                raise WhereError(f"{node[1]} is text: CONTAINS needs a quoted string")
+            return pc.match_substring(arr, node[2], ignore_case=True)
         if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-            raise WhereError(f"CONTAINS needs a list column; {node[1]} is {arr.type}")
+            raise WhereError(f"CONTAINS needs a list or text column; {node[1]} is {arr.type}")
         flat = arr.flatten()
         hit = pc.equal(flat, pa.scalar(_scalar_for(flat, node[2])).cast(flat.type)).fill_null(False)
         parents = pc.list_parent_indices(arr).to_numpy()
@@ -313,6 +318,8 @@ def _row_eval(node: tuple, get: Callable[[str], Any]) -> bool | None:
             hit = re.match(_like_regex(node[2]), value, re.S) is not None
             return hit != node[3]
         if op == "contains":
+            if isinstance(value, str):  # text: a case-insensitive substring, as on a table
+                return str(node[2]).casefold() in value.casefold() if isinstance(node[2], str) else None
             return node[2] in value
     except TypeError:  # e.g. a number compared with text: not true
         return None

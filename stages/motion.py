@@ -56,6 +56,7 @@ import pyarrow as pa
 from curator.config import MotionConfig
 from curator.deadline import check as check_deadline
 from curator.filters import Filter, Rule
+from curator.media import globalmotion
 from curator.records import Row
 
 log = logging.getLogger(__name__)
@@ -80,26 +81,13 @@ class Step:
     ok: bool  # a global fit was found
 
 
-def fit_similarity(p0: np.ndarray, p1: np.ndarray, center: tuple[float, float],
-                   weights: np.ndarray | None = None) -> tuple[float, float, float] | None:
+def fit_similarity(p0: np.ndarray, p1: np.ndarray, center: tuple[float, float]) -> tuple[float, float, float] | None:
     """Robust similarity fit p1 ≈ s·R·p0 + t. Returns (translation of the centre x, y, log s)."""
-    import cv2
-
-    if len(p0) < 6:
+    m = globalmotion.fit_similarity(p0, p1)
+    if m is None:
         return None
-    p0 = np.ascontiguousarray(p0, dtype=np.float32)
-    p1 = np.ascontiguousarray(p1, dtype=np.float32)
-    m, inliers = cv2.estimateAffinePartial2D(p0, p1, method=cv2.RANSAC, ransacReprojThreshold=1.0,
-                                             maxIters=500, confidence=0.98, refineIters=5)
-    if m is None or inliers is None or int(inliers.sum()) < max(6, 0.2 * len(p0)):
-        return None
-    s = math.hypot(float(m[0, 0]), float(m[1, 0]))
-    if not (0.5 < s < 2.0):
-        return None
-    cx, cy = center
-    nx = m[0, 0] * cx + m[0, 1] * cy + m[0, 2]
-    ny = m[1, 0] * cx + m[1, 1] * cy + m[1, 2]
-    return float(nx - cx), float(ny - cy), math.log(s)
+    tx, ty = globalmotion.moved(m, *center)
+    return tx, ty, math.log(math.hypot(float(m[0, 0]), float(m[1, 0])))
 
 
 # ------------------------------------------------------------------ motion vectors
@@ -172,8 +160,6 @@ def window_indices(num_frames: int, windows: int, window_frames: int) -> list[li
 
 def flow_steps(row: Row, num_frames: int, fps: float, size: tuple[int, int], cfg: MotionConfig) -> tuple[
         list[list[Step]], tuple[int, int]]:
-    import cv2
-
     from curator.media.frames import even, sample_clip_frames
 
     w, h = size
@@ -195,8 +181,7 @@ def flow_steps(row: Row, num_frames: int, fps: float, size: tuple[int, int], cfg
             fa, fb = got.get(a), got.get(b)
             if fa is None or fb is None or fa is fb:
                 continue
-            # flow=None makes OpenCV allocate the output; its stubs require an array
-            flow = cv2.calcOpticalFlowFarneback(fa, fb, None, 0.5, 3, 13, 3, 5, 1.1, 0)  # type: ignore[call-overload]
+            flow = globalmotion.dense_flow(fa, fb)
             mag = float(np.hypot(flow[..., 0], flow[..., 1]).mean())
             disp = flow[grid[:, 1].astype(int), grid[:, 0].astype(int)]
             fit = fit_similarity(grid, grid + disp, (aw / 2, ah / 2))

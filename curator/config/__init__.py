@@ -7,8 +7,9 @@ flags exists anywhere else.
 
 The model is split by topic: ``base`` (the base model, errors, resources), ``stages``
 (per-video stages), ``filters`` (filter stages), ``shard`` (shard, dedup, index),
-``run`` (runner, models, report) and ``root`` (``PipelineConfig``: YAML, overrides,
-content hash). Import from ``curator.config``; the modules are an implementation detail.
+``run`` (runner, models, report), ``root`` (``PipelineConfig``: YAML, overrides,
+content hash) and ``changes`` (what differs between two configs of one output, by what a
+rerun must redo: the resume key). Import from ``curator.config``; the modules are an implementation detail.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from curator.config.filters import (
     TextOverlayConfig,
     VideoTypeConfig,
 )
+from curator.config.generate import GenerateConfig, UpsamplerConfig
 from curator.config.root import PipelineConfig
 from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConfig, default_model_dir
 from curator.config.shard import (
@@ -40,11 +42,14 @@ from curator.config.stages import (
     DEFAULT_ORDER,
     NVENC_RESOURCE,
     VIDEO_EXTENSIONS,
+    BlurConfig,
     CaptionConfig,
     CaptionEndpointConfig,
     CaptionVllmConfig,
     EmbedConfig,
     IngestConfig,
+    PlaceTagConfig,
+    PlaceTagVlmConfig,
     SplitConfig,
     StagesConfig,
     StagingConfig,
@@ -53,11 +58,13 @@ from curator.config.stages import (
 from curator.storage.config import StorageConfig
 
 __all__ = [
-    "AestheticConfig", "CaptionConfig", "CatalogConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
+    "AestheticConfig", "BlurConfig", "CaptionConfig", "CatalogConfig", "CaptionEndpointConfig", "CaptionVllmConfig",
+    "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
-    "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
+    "GenerateConfig", "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
+    "PlaceTagConfig", "PlaceTagVlmConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",
     "SplitRules", "StageConfig", "StagesConfig", "StagingConfig", "StorageConfig", "TextOverlayConfig",
-    "TokenizerProfileConfig", "TranscodeConfig", "VIDEO_EXTENSIONS", "VideoTypeConfig", "default_model_dir",
+    "TokenizerProfileConfig", "TranscodeConfig", "UpsamplerConfig", "VIDEO_EXTENSIONS", "VideoTypeConfig", "default_model_dir",
     "parse_condition",
 ]

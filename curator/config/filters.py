@@ -96,9 +96,30 @@ class TextOverlayConfig(FilterConfig):
     min_text_confidence: float = Field(0.5, ge=0, le=1, description="A detected box counts as text when "
                                                                     "recognition reads it with this confidence.")
     min_chars: int = Field(2, ge=1, description="... and at least this many letters or digits.")
+    motion_gap_s: float = Field(
+        0.12, gt=0, description="Each OCR frame is compared with the frame this much later (earlier at the "
+                                "clip's end) to see how each text box and the background moved.")
+    min_camera_motion: float = Field(
+        0.02, ge=0, description="Background motion (fraction of the frame diagonal per second) from which the "
+                                "camera counts as moving: text that stays put then is an overlay, text that "
+                                "moves with the background is scene text.")
+    still_text: Literal["layout", "overlay", "scene"] = Field(
+        "layout", description="Text that does not move while the background does not move either gives no "
+                              "motion evidence. 'layout': an overlay when it sits where overlays go (the top or "
+                              "bottom band, or centred horizontally), else scene text; 'overlay' or 'scene': "
+                              "always that.")
+    band: float = Field(
+        0.25, gt=0, lt=0.5, description="Height of the top and bottom bands (fraction of the frame) where "
+                                        "captions, lower thirds and tickers sit (used for tickers and by "
+                                        "still_text: layout).")
+    max_overlay_area: float | None = Field(
+        0.01, ge=0, le=1, description="Keep clips whose overlay_area (mean fraction of the frame covered by "
+                                      "overlay text: captions, titles, tickers, logos) is at most this; scene "
+                                      "text is not counted.")
     max_text_area: float | None = Field(
-        0.01, ge=0, le=1, description="Keep clips whose text_area (mean fraction of the frame covered by text "
-                                      "boxes over the sampled frames) is at most this.")
+        None, ge=0, le=1, description="Keep clips whose text_area (mean fraction of the frame covered by any text, "
+                                      "scene text included) is at most this (null: not checked; 0.01 is the "
+                                      "old 'reject any text' behaviour).")
     max_text_frames: float | None = Field(
         None, ge=0, le=1, description="Keep clips whose text_frames_fraction (sampled frames with text) is at "
                                       "most this (null: not checked).")

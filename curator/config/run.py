@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curator.config.base import _Model
 
@@ -26,6 +26,13 @@ class RunConfig(_Model):
         0.5, ge=0, le=1, description="`curator run` exits non-zero (status 4) when more than this fraction of the "
         "input videos failed (status `error`: unreadable, broken, lost); rejections by filters are not errors."
     )
+    limit: int | None = Field(
+        None, ge=1, description="Trial runs: only the first N inputs, in listing order (after run.sample).")
+    sample: float | None = Field(
+        None, description="Trial runs: a fraction (0 < f <= 1) of the inputs, chosen by a hash of each input's key "
+                          "and run.sample_seed: the same fraction gives the same videos on every run, a larger one "
+                          "a superset.")
+    sample_seed: int = Field(0, description="Seed of run.sample's selection (and of `curator plan`'s sample).")
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
     item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")
@@ -33,9 +40,24 @@ class RunConfig(_Model):
     max_failed_blocks: int = Field(
         -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
                         "their videos are recorded as 'lost').")
+    wait_for_resources: bool = Field(
+        False, description="Ray: when the stages need more than a cluster that cannot grow has (GPUs, memory, "
+        "custom resources), warn and wait for nodes to join instead of failing at start-up."
+    )
     shard: bool = Field(True, description="Write webdataset shards after curation.")
+    provenance: str | None = Field(
+        None, description="JSONL file of per-input provenance columns (source_key + origin, generator, gen_model, "
+        "prompt, seed, target_cell, condition_clip), copied onto each input's video and clip rows; inputs it does "
+        "not name get origin 'real'. `curator generate` writes one for its footage (docs/generate.md).")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
+
+    @field_validator("sample")
+    @classmethod
+    def _fraction(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 1:
+            raise ValueError(f"must be a fraction of the inputs, 0 < f <= 1 (e.g. 0.05 for 5 %), not {v:g}")
+        return v
 
 
 def default_model_dir() -> str:
@@ -57,6 +79,7 @@ RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
     "caption": ("device", "batch_size", "endpoint.url", "endpoint.api_key_env", "endpoint.concurrency",
                 "endpoint.timeout_s", "endpoint.retries", "endpoint.backoff_s", "endpoint.rate_limit_rps",
                 "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size"),
+    "place_tag": ("device",),
 }
 
 
@@ -69,6 +92,11 @@ class ReportConfig(_Model):
     dedup_members: int = Field(4, ge=2, le=50, description="Clips shown per duplicate group (the kept one first).")
     thumb_width: int = Field(224, ge=32, le=1024, description="Thumbnail width in pixels.")
     histogram_bins: int = Field(30, ge=2, le=500, description="Bins of each score histogram.")
+    max_previews: int = Field(
+        24, ge=0, le=200, description="Animated WebP previews on the page, at most (about half for kept clips, the "
+                                      "rest spread over the reject reasons); 0: stills only. Each is ~10-60 KB.")
+    preview_frames: int = Field(10, ge=2, le=32, description="Frames of each animated preview, uniformly spaced.")
+    preview_width: int = Field(160, ge=32, le=512, description="Width of the animated previews in pixels.")
     max_source_mb: float = Field(
         256.0, ge=0, description="Video-level thumbnails come from the source video; remote sources larger "
                                  "than this are not fetched (a labelled placeholder is shown instead).")

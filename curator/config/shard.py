@@ -167,6 +167,10 @@ class ShardConfig(_Model):
     tokenizer: TokenizerProfileConfig = Field(default_factory=TokenizerProfileConfig)
     latent: LatentProfileConfig = Field(default_factory=LatentProfileConfig)
     samples_per_shard: int = Field(256, ge=1, description="Samples per tar (at most).")
+    max_generated_fraction: float | None = Field(
+        None, ge=0, le=1, description="At most this share of each split's clips per bucket may be generated footage "
+        "(origin 'generated', `curator generate`); generated clips beyond it are left out, deciding in manifest "
+        "order (deterministic). None: no limit.")
     max_shard_mb: float = Field(1024.0, gt=0, description="Bytes per tar (at most, unless one sample is larger).")
     resolution_edges: list[int] = Field(
         default_factory=lambda: [0, 240, 360, 480, 720, 1080, 1440, 2160],
@@ -263,6 +267,11 @@ class DedupConfig(_Model):
         None, description="Where per-cluster spill files go (a storage URI). Default: a local temp dir; with a "
                           "multi-node Ray cluster: <output>/_work/dedup.")
     seed: int = Field(0, description="Seed of the sample and of k-means (same input + seed = same decisions).")
+    reference_index: str | None = Field(
+        None, description="A clip index (storage URI) to dedup against as well: a kept clip within `threshold` of "
+                          "a clip in it is marked `reason=duplicate_of_index` (`duplicate_of` = that clip). Needs the "
+                          "same embedding model; runs even with `enabled: false` (then only this comparison). "
+                          "`curator generate` sets it to its source index.")
 
 
 class IndexConfig(_Model):

@@ -100,6 +100,43 @@ class TranscodeConfig(StageConfig):
         return {**data, "resources": Resources(**res) if isinstance(given, Resources) else res}
 
 
+class BlurConfig(StageConfig):
+    enabled: bool = Field(False, description="Blur faces (and licence plates, with a plate detector) in every "
+                                             "clip right after transcode, before any filter or model sees it and "
+                                             "before anything is written (docs/privacy.md).")
+    faces: str = Field("lbp", description="Face detector: 'lbp' (scikit-image's LBP frontal-face cascade, ships with "
+                                          "the package), 'cascade:<file under models.dir>' (an OpenCV-format LBP "
+                                          "cascade) or 'none'.")
+    plates: str = Field("none", description="Licence-plate detector: 'cascade:<file under models.dir>' (an "
+                                            "OpenCV-format LBP cascade; none ships with a package) or 'none'.")
+    method: Literal["gaussian", "pixelate"] = Field("gaussian", description="How a region is blurred.")
+    pad: float = Field(0.25, ge=0, le=2, description="Each detected box grows by this fraction of its size on "
+                                                     "every side before blurring.")
+    detect_every: int = Field(3, ge=1, description="Run the detectors on every n-th frame; boxes in between "
+                                                   "are interpolated along each track.")
+    hold_frames: int = Field(8, ge=0, description="A track is blurred this many frames before its first and "
+                                                  "after its last detection (missed detections do not flicker).")
+    detect_side: int = Field(480, ge=64, description="Frames are scaled so their long side is at most this for "
+                                                     "detection (slower when larger; smaller faces found).")
+    min_size: int = Field(24, ge=24, description="Smallest region the detectors look for, in pixels at "
+                                                 "detect_side.")
+    scale_factor: float = Field(1.15, gt=1, le=2, description="Step between the cascade's search scales "
+                                                              "(smaller: slower, finds more).")
+    min_neighbors: int = Field(4, ge=1, description="Overlapping cascade hits needed for a detection (higher: "
+                                                    "fewer false detections, more misses).")
+    min_detections: int = Field(
+        1, ge=1, description="Blur a track only when it was detected on at least this many frames (2 drops "
+                             "one-off false detections, and faces seen only once).")
+    resources: Resources = _res(num_cpus=1.0, batch_size=1)
+
+    @field_validator("faces", "plates")
+    @classmethod
+    def _detector(cls, v: str) -> str:
+        if v not in ("lbp", "none") and not (v.startswith("cascade:") and len(v) > len("cascade:")):
+            raise ValueError("must be 'lbp', 'none' or 'cascade:<file under models.dir>'")
+        return v
+
+
 class StagingConfig(_Model):
     keep_rejected_clips: bool = Field(
         True, description="Also stage clips a filter rejected, so `curator refilter` can re-admit them."
@@ -133,18 +170,21 @@ class EmbedConfig(StageConfig):
 
 class CaptionEndpointConfig(_Model):
     url: str | None = Field(
-        None, description="OpenAI-compatible base URL (http://host:8000/v1) or full .../chat/completions URL."
+        None, description="OpenAI-compatible base URL (http://host:8000/v1) or full .../chat/completions URL; "
+                          "None: the environment variable OPENAI_BASE_URL."
     )
     api_key_env: str | None = Field(
         None, description="Name of the environment variable that holds the API key (sent as a Bearer token; "
-                          "never logged). None: no Authorization header."
+                          "never logged). None: OPENAI_API_KEY if set, else no Authorization header."
     )
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight per caption worker.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request socket timeout in seconds.")
-    retries: int = Field(3, ge=0, description="Retries after the first attempt on 5xx, 408/429, timeouts, "
-                                              "connection errors and malformed JSON.")
-    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry (capped at 30 s), "
-                                                    "with jitter; a Retry-After header is honoured.")
+    retries: int = Field(3, ge=0, description="Retries after the first attempt on 5xx, 408/409/429, timeouts, "
+                                              "connection errors (the OpenAI SDK's, backoff 0.5-8 s, Retry-After "
+                                              "honoured) and malformed answers (curator's); at most retries + 1 "
+                                              "requests per clip.")
+    backoff_s: float = Field(1.0, ge=0, description="First delay before retrying a malformed answer; doubles per "
+                                                    "retry (capped at 30 s), with jitter.")
     rate_limit_rps: float | None = Field(
         None, gt=0, description="Requests per second per caption worker (None: unlimited)."
     )
@@ -218,19 +258,62 @@ class CaptionConfig(StageConfig):
         if self.prompt_version:
             return self.prompt_version
         return "sha-" + hashlib.sha256(self.prompt.encode()).hexdigest()[:10]
-#: the default middle of the pipeline: filters cheapest first (see benchmarks/filters_bench.py)
-DEFAULT_ORDER = ["motion", "quality", "text_overlay", "embed", "video_type", "aesthetic", "dover", "caption"]
+
+
+class PlaceTagVlmConfig(_Model):
+    """The VLM tagger of place_tag: the caption backend (stages.caption: backend, model, endpoint) asked for
+    the taxonomy's fields as one JSON object."""
+
+    enabled: bool = Field(False, description="Ask the caption backend's VLM for the tags (one request per clip; "
+                                             "its valid answers win over the embedding tagger's, field by field).")
+    prompt: str | None = Field(None, description="The instruction; None: built from the taxonomy (the fields, "
+                                                 "their labels, and JSON-only output).")
+    num_frames: int = Field(4, ge=1, le=64, description="Uniformly spaced frames per clip sent with the prompt.")
+    max_tokens: int = Field(256, ge=16, description="Maximum tokens of the answer.")
+    scene_text: bool = Field(True, description="Add the text OCR read in the clip (text_boxes, when text_overlay "
+                                               "ran) to the prompt: signage localises a place.")
+    json_schema: bool = Field(False, description="Endpoint backend: send the taxonomy's JSON schema as "
+                                                 "response_format (servers with guided decoding, e.g. vLLM serve).")
+
+
+class PlaceTagConfig(StageConfig):
+    taxonomy: str | None = Field(None, description="Place taxonomy YAML (fields, labels, prompts, aliases); null = "
+                                                   "the built-in curator/data/places.yaml (docs/places.md).")
+    method: Literal["auto", "head", "zero_shot", "off"] = Field(
+        "auto", description="Embedding tagger: 'head' (the trained head), 'zero_shot' (CLIP text prompts; needs an "
+                            "open_clip embedding), 'auto' (the head when its file exists, else zero-shot), 'off' "
+                            "(VLM only).")
+    head: str = Field("place_tag/head.pt", description="Multi-field head from `curator train-tag-head`, relative "
+                                                       "to models.dir.")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Embedding-tagger labels whose probability is below this are left empty "
+                                      "(the probability is still recorded in <field>_conf).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for the text tower / head.")
+    vlm: PlaceTagVlmConfig = Field(default_factory=PlaceTagVlmConfig)
+    resources: Resources = _res(num_cpus=1.0, batch_size=16)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
+
+#: the default middle of the pipeline: filters cheapest first (see benchmarks/filters_bench.py), then
+#: embeddings, captions and place tags (on the clips every filter kept)
+DEFAULT_ORDER = ["motion", "quality", "text_overlay", "embed", "video_type", "aesthetic", "dover", "caption",
+                 "place_tag"]
 
 
 class StagesConfig(_Model):
     order: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ORDER),
         description="Stages between transcode and staging, in run order (filters cheapest first, then "
-                    "embed, video type, caption). A stage listed here still needs enabled: true.",
+                    "embed, video type, caption, place tags). A stage listed here still needs enabled: true.",
     )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     transcode: TranscodeConfig = Field(default_factory=TranscodeConfig)
+    blur: BlurConfig = Field(default_factory=BlurConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
@@ -239,4 +322,5 @@ class StagesConfig(_Model):
     dover: DoverConfig = Field(default_factory=DoverConfig)
     text_overlay: TextOverlayConfig = Field(default_factory=TextOverlayConfig)
     video_type: VideoTypeConfig = Field(default_factory=VideoTypeConfig)
+    place_tag: PlaceTagConfig = Field(default_factory=PlaceTagConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)

@@ -106,7 +106,9 @@ def run(state: PhaseState) -> Summary:
         summary = summarize(state.rundir, wall, state.counts.get("videos_resumed", 0),
                             state.results.get("shard") or [], mf)
         summary.videos_lost = state.counts.get("videos_lost", 0)
-        doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary)}, mf)
+        timing = {"stream_s": None if state.stream_s is None else round(state.stream_s, 3),
+                  "phases_s": dict(state.seconds)}
+        doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary), **timing}, mf)
     doc = state.placement(doc) if state.placement else doc
     doc["io"] = io_totals(doc, state.io)
     state.rundir.write_metrics(doc)

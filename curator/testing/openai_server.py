@@ -11,7 +11,8 @@ A ``behaviour(request, attempt)`` hook picks the answer per request: ``"ok"``, `
 ``"429"``, ``"400"``, ``"hang"`` (sleep ``hang_s`` before answering: the client times
 out), ``"malformed"`` (a 200 whose body is not JSON) or ``"no_choices"`` (JSON without
 choices). ``attempt`` counts earlier requests with the same images (1 = first). A fixed
-``latency_s`` is added to every answer (benchmarks).
+``latency_s`` is added to every answer (benchmarks). An ``answer(request)`` hook, when given,
+writes the text of the "ok" answers instead (e.g. JSON tags chosen by the frames' codes).
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def parse_caption(text: str) -> dict[str, Any]:
 
 class FakeOpenAIServer(BackgroundHTTPServer):
     def __init__(self, behaviour: Behaviour | None = None, *, latency_s: float = 0.0, hang_s: float = 5.0,
-                 decode_images: bool = True):
+                 decode_images: bool = True, answer: Callable[[SeenRequest], str] | None = None):
         self.behaviour = behaviour
+        self.answer = answer
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.decode_images = decode_images
@@ -184,7 +186,7 @@ class FakeOpenAIServer(BackgroundHTTPServer):
             return 200, b'{"choices": [ {"message": '
         if action == "no_choices":
             return 200, b'{"object": "chat.completion", "choices": []}'
-        text = caption_for(req)
+        text = self.answer(req) if self.answer else caption_for(req)
         body = {
             "id": f"chatcmpl-{req.digest[:12]}",
             "object": "chat.completion",

@@ -85,6 +85,23 @@ def make_shots_video(path: str, shots: Sequence[tuple[str, int]], *, width: int 
     return cuts
 
 
+def make_colour_video(path: str, colours: Sequence[tuple[int, int, int]], *, seconds_each: float = 2.0,
+                      width: int = 64, height: int = 48, fps: float = 10, noise: int = 12, seed: int = 0) -> None:
+    """Segments of flat colour (RGB, one per segment, `seconds_each` long) with temporal noise, joined
+    without a transition: with a fixed-stride split of `seconds_each`, clip i is colour i. Labelled
+    sets whose colours stand for labels (place-tag tests) are made of them."""
+    n = int(round(seconds_each * fps))
+    parts = []
+    for i, (r, g, b) in enumerate(colours):
+        parts.append(f"color=c=0x{r:02x}{g:02x}{b:02x}:s={width}x{height}:r={fps},trim=end_frame={n},"
+                     f"setpts=PTS-STARTPTS,format=yuv420p,noise=alls={noise}:allf=t+u:all_seed={seed + i}[v{i}]")
+    joined = "".join(f"[v{i}]" for i in range(len(colours)))
+    graph = ";".join(parts) + f";{joined}concat=n={len(colours)}:v=1:a=0[cat]"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    run_ffmpeg(["-filter_complex", graph, "-map", "[cat]", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                "-pix_fmt", "yuv420p", "-r", str(fps), "-frames:v", str(n * len(colours)), path])
+
+
 def make_audio_only(path: str, seconds: float = 3.0) -> None:
     run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", path])
 

@@ -131,7 +131,7 @@ def test_refilter_changes_kept_set_without_decoding(run_out, tmp_path, no_decodi
     shutil.copytree(run_out, out)
     before = by_name(manifest_rows(out))
     rc = main(["refilter", str(out), "--set", "stages.motion.max_shake=100", "--set", "stages.quality.min_score=0.2",
-               "--set", "stages.quality.drop_bottom_percent=0", "--set", "stages.text_overlay.max_text_area=0.5"])
+               "--set", "stages.quality.drop_bottom_percent=0", "--set", "stages.text_overlay.max_overlay_area=0.5"])
     assert rc == 0 and not no_decoding
     after = by_name(manifest_rows(out))
     assert before["shaky_fence"]["status"] == REJECTED and after["shaky_fence"]["status"] == OK
@@ -212,7 +212,7 @@ def test_default_pipeline_runs_the_filters_offline(filter_set, tmp_path):
     p = pipeline.build(cfg)
     assert [s.name for s in p.specs] == ["ingest", "split", "transcode", "motion", "quality", "text_overlay", "embed",
                                          "staging"]
-    assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption"}
+    assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption", "place_tag"}
     execute(p, LocalRunner())
     rows = by_name(manifest_rows(tmp_path / "out"))
     assert rows["text_sub_moving"]["reason"] == "text_overlay"

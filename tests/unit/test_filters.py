@@ -231,6 +231,115 @@ def test_text_summary_area_persistence_and_boxes():
     assert [b["frame"] for b in boxes] == [0, 1, 1, 3] and boxes[0]["text"] == "Hello"
 
 
+def test_box_motion_separates_fixed_scene_scroll_and_still():
+    from stages.text_overlay import box_motion
+
+    pan = (-6.0, 0.0)  # the background moved 6 px left over the gap
+    assert box_motion((0.2, -0.1), pan, camera_moves=True) == "fixed"
+    assert box_motion((-5.7, 0.3), pan, camera_moves=True) == "with_scene"
+    assert box_motion((-14.0, 0.2), pan, camera_moves=True) == "scroll"  # faster than the scene, sideways
+    assert box_motion((0.0, 7.0), pan, camera_moves=True) == "moving"
+    assert box_motion((0.1, 0.0), (0.05, 0.0), camera_moves=False) == "still"
+    assert box_motion((-9.0, 0.0), (0.0, 0.0), camera_moves=False) == "scroll"  # a ticker over a still scene
+    assert box_motion(None, pan, camera_moves=True) == "unknown"
+
+
+def _box(frame, box, text, motion, score=0.95):
+    return {"frame": frame, "box": box, "text": text, "score": score, "motion": motion}
+
+
+def test_text_tracks_kinds_and_overlay_area():
+    from curator.config import TextOverlayConfig
+    from stages.text_overlay import classify
+
+    cfg = TextOverlayConfig()
+    w, h = 320, 180
+    boxes = []
+    for f in range(4):
+        boxes.append(_box(f, [150 - 30 * f, 40, 330 - 30 * f, 80], "CITY MUSEUM" if f else "CITY MUSEU", "with_scene"))
+        boxes.append(_box(f, [70, 150, 250, 170], "See you tomorrow", "fixed" if f != 2 else "unknown"))
+    out = classify(boxes, w, h, 6, cfg)
+    tracks = json.loads(out["text_tracks"])
+    assert [(t["text"], t["kind"], t["why"], t["frames"]) for t in tracks] == [
+        ("CITY MUSEUM", "scene", "with_scene", [0, 1, 2, 3]), ("See you tomorrow", "overlay", "fixed", [0, 1, 2, 3])]
+    assert out["text_kind"] == "both" and out["scene_text"] == "CITY MUSEUM"
+    assert out["overlay_area"] == pytest.approx(4 * (180 * 20) / (w * h) / 6, rel=1e-3)  # 4 of 6 sampled frames
+
+    ticker = [_box(f, [0, 156, 320, 176], t, "scroll") for f, t in enumerate(["NEWS +++ STORM", "STORM WARNING"])]
+    out = classify(ticker, w, h, 2, cfg)
+    assert out["text_kind"] == "overlay" and json.loads(out["text_tracks"])[0]["why"] == "ticker"
+    mid = [_box(0, [0, 80, 320, 100], "BUS 42 CITY CENTRE", "scroll")]  # sideways, mid-frame: text on a vehicle
+    assert classify(mid, w, h, 1, cfg)["text_kind"] == "scene"
+    assert classify([], w, h, 6, cfg) == {"text_kind": "none", "scene_text": None, "overlay_area": 0.0,
+                                          "text_tracks": "[]"}
+
+
+def test_still_text_follows_the_policy():
+    from curator.config import TextOverlayConfig
+    from stages.text_overlay import classify
+
+    w, h = 320, 180
+    sign = [_box(f, [200, 60, 300, 80], "EXIT", "still") for f in range(3)]  # off-centre, mid-height
+    title = [_box(f, [110, 80, 210, 100], "CHAPTER ONE", "still") for f in range(3)]  # centred
+    sub = [_box(f, [20, 150, 140, 170], "Meet me", "still") for f in range(3)]  # bottom band
+    layout = TextOverlayConfig()
+    assert classify(sign, w, h, 3, layout)["text_kind"] == "scene"
+    assert classify(title, w, h, 3, layout)["text_kind"] == "overlay"
+    assert classify(sub, w, h, 3, layout)["text_kind"] == "overlay"
+    assert classify(sign, w, h, 3, TextOverlayConfig(still_text="overlay"))["text_kind"] == "overlay"
+    assert classify(sub, w, h, 3, TextOverlayConfig(still_text="scene"))["text_kind"] == "scene"
+    # evidence outvotes the policy: one fixed observation while the camera moved decides
+    mixed = sign[:2] + [_box(2, [200, 60, 300, 80], "EXIT", "fixed")]
+    assert json.loads(classify(mixed, w, h, 3, layout)["text_tracks"])[0]["why"] == "fixed"
+
+
+def test_text_rules_reject_overlays_only_by_default_and_any_text_when_asked():
+    from curator.config import TextOverlayConfig
+    from curator.filters import decide
+    from stages.text_overlay import TextOverlayStage
+
+    boxes = [_box(f, [10, 20, 310, 90], "CITY MUSEUM", "with_scene") for f in range(6)]
+    row = {"status": "ok", "clip_width": 320, "clip_height": 180, "text_samples": 6, "text_area": 0.36,
+           "text_frames_fraction": 1.0, "text_boxes": json.dumps(boxes)}
+    cfg = TextOverlayConfig()
+    TextOverlayStage.derive(row, cfg)
+    assert decide(dict(row), "text_overlay", TextOverlayStage.rules(cfg)) == []
+    old = TextOverlayConfig(max_text_area=0.01)  # the old behaviour: any text over 1 %
+    r = dict(row)
+    failed = decide(r, "text_overlay", TextOverlayStage.rules(old))
+    assert [f.metric for f in failed] == ["text_area"] and r["reason"] == "text_overlay"
+    assert "text_overlay.max_text_area" in r["detail"]
+    # a row scored before the motion evidence existed (no "motion"): the policy decides
+    legacy = dict(row, text_boxes=json.dumps([{k: v for k, v in b.items() if k != "motion"} for b in boxes]))
+    TextOverlayStage.derive(legacy, cfg)
+    assert legacy["text_kind"] == "overlay"  # centred in the frame: layout says overlay
+    unscored = {"status": "ok", "text_boxes": None}
+    TextOverlayStage.derive(unscored, cfg)
+    assert "text_kind" not in unscored
+
+
+def test_region_shift_and_global_motion_on_a_translated_texture():
+    import cv2
+
+    from curator.media.globalmotion import global_motion, moved, region_shift
+
+    rng = np.random.default_rng(0)
+    world = cv2.GaussianBlur((rng.random((200, 300)) * 255).astype(np.uint8), (0, 0), 2)
+    a = world[20:140, 20:220].copy()
+    b = world[22:142, 25:225].copy()  # camera moved right 5, down 2: content moves (-5, -2)
+    box = (60, 50, 120, 70)
+    a[50:70, 60:120] = 255  # a bright label fixed on the screen in both frames
+    a[56:64, 70:110] = 0
+    b[50:70, 60:120] = a[50:70, 60:120]
+    m = global_motion(a, b, exclude=[box])
+    assert m is not None and moved(m, 100, 60) == pytest.approx((-5, -2), abs=0.3)
+    dx, dy, corr = region_shift(a, b, box, search=10)
+    assert (dx, dy) == pytest.approx((0, 0), abs=0.3) and corr > 0.9
+    dx, dy, corr = region_shift(a, b, (130, 80, 180, 110), search=10)  # plain texture moves with the scene
+    assert (dx, dy) == pytest.approx((-5, -2), abs=0.3) and corr > 0.9
+    assert region_shift(a, b, (60, 52, 62, 54), search=10) is None  # too small to match
+
+
 # ------------------------------------------------------------------ quality (pure parts)
 def test_brisque_works_under_numpy_2():
     """brisque 0.2.0's own scale_features fails under numpy 2; the wrapper must not."""

@@ -20,6 +20,7 @@ PREDICATES = [
     "q >= 0.5", "q < 0.5", "t = 'nature'", "t == 'nature'", "t != 'nature'", "NOT q >= 0.5",
     "q >= 0.5 OR t = 'talking_head'", "q >= 0.5 AND tags CONTAINS 'indoor'", "cap LIKE '%museum%'",
     "cap NOT LIKE '%museum%'", "n IS NULL", "n IS NOT NULL", "t IN ('nature', 'x')", "NOT (n > 4)",
+    "cap CONTAINS 'MUSEUM'", "NOT cap CONTAINS 'street'", "cap CONTAINS 'hall' AND q > 0.5",
 ]
 
 
@@ -28,6 +29,16 @@ def test_a_row_matches_as_the_table_evaluates(text):
     tree = where.parse(text)
     table = pa.Table.from_pylist(ROWS)
     assert [where.matches(tree, r) for r in ROWS] == list(where.evaluate(tree, table))
+
+
+def test_contains_on_text_is_a_case_insensitive_substring():
+    table = pa.Table.from_pylist(ROWS)
+    assert list(where.evaluate(where.parse("cap CONTAINS 'Museum H'"), table)) == [True, False, False]
+    assert list(where.evaluate(where.parse("tags CONTAINS 'Indoor'"), table)) == [False, False, False]  # lists: exact
+    with pytest.raises(where.WhereError, match="quoted string"):
+        where.evaluate(where.parse("cap CONTAINS 3"), table)
+    with pytest.raises(where.WhereError, match="list or text"):
+        where.evaluate(where.parse("q CONTAINS 'x'"), table)
 
 
 @pytest.mark.parametrize("text, tree", [
