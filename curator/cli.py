@@ -311,11 +311,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     # download
     for name in args.names:
         try:
-            dest = registry.model_path(name, model_dir)
             if args.dry_run:
-                spec = registry.spec_for(name)
-                files = f" ({', '.join(spec.files)})" if spec.files else ""
-                print(f"{name}: would download from {spec.source}{files} into {dest}")
+                print(registry.plan(name, model_dir).describe())
                 continue
             registry.download(name, model_dir)
         except registry.ModelError as exc:
