@@ -190,6 +190,32 @@ class CaptionEndpointConfig(_Model):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields merged into every request body."
     )
+    video: bool = Field(
+        False, description="Send a window's frames as one video part (video_url with a data:video/jpeg URL of "
+                           "comma-joined base64 JPEG frames, as vLLM serve reads it) instead of image_url parts; "
+                           "for servers whose model takes video (Qwen2.5-VL, Qwen3-VL).",
+    )
+
+
+class CaptionEnhanceConfig(_Model):
+    """An optional text LLM that rewrites the joined window captions into one clip caption."""
+
+    enabled: bool = Field(False, description="Rewrite the clip caption with a text LLM (caption_enhance_model "
+                                             "records which); off: the window captions joined.")
+    backend: Literal["transformers", "endpoint"] = Field(
+        "endpoint", description="'transformers' (AutoModelForCausalLM from the model directory) or 'endpoint' "
+                                "(an OpenAI-compatible chat-completions server: stages.caption.enhance.url).",
+    )
+    model: str = Field("hf:Qwen/Qwen2.5-1.5B-Instruct", description="transformers: 'hf:<org>/<name>'; endpoint: "
+                                                                   "the model name sent to the server.")
+    url: str | None = Field(None, description="endpoint: OpenAI-compatible base URL (http://host:8000/v1).")
+    api_key_env: str | None = Field(None, description="endpoint: the environment variable holding the API key.")
+    prompt: str = Field(
+        "Here are descriptions of consecutive parts of one video, in order:\n{captions}\n"
+        "Write one coherent, detailed description of the whole video.",
+        description="The instruction; {captions} is replaced by the window captions, one per line.",
+    )
+    max_tokens: int = Field(512, ge=1, description="Maximum new tokens of the enhanced caption.")
 
 
 class CaptionVllmConfig(_Model):
@@ -198,6 +224,10 @@ class CaptionVllmConfig(_Model):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine.")
     dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16').")
     quantization: str | None = Field(None, description="vLLM quantization, e.g. 'fp8' (None: as stored).")
+    video: Literal["auto", "on", "off"] = Field(
+        "auto", description="Give a window's frames to the model as one video (multi_modal_data video [T,H,W,3]) "
+                            "instead of images; 'auto': for Qwen2-VL, Qwen2.5-VL and Qwen3-VL models.",
+    )
 
 
 DEFAULT_CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail"
@@ -214,10 +244,22 @@ class CaptionConfig(StageConfig):
                     "endpoint: the model name sent to the server.",
     )
     prompt: str = Field(DEFAULT_CAPTION_PROMPT, description="The instruction sent with the frames.")
-    prompt_version: str | None = Field(
-        None, description="Stored per clip as caption_prompt_version; None: 'sha-' + the prompt's hash."
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Prompts per domain: the clip's place (place taxonomy label; run place_tag before caption in "
+                    "stages.order) -> instruction, e.g. {zoo: '...', default: '...'}; a clip without a matching "
+                    "place gets 'default', else prompt.",
     )
-    num_frames: int = Field(8, ge=1, le=64, description="Uniformly spaced frames per clip (first and last included).")
+    prompt_version: str | None = Field(
+        None, description="Stored per clip as caption_prompt_version; None: 'sha-' + the used prompt's hash."
+    )
+    window_frames: int = Field(
+        256, ge=0, description="Caption each window of this many frames (0: the whole clip as one window); a "
+                               "remainder shorter than half a window joins the last window. Windows are recorded "
+                               "in caption_windows; caption is their summary.",
+    )
+    num_frames: int = Field(8, ge=1, le=64, description="Uniformly spaced frames per window (first and last "
+                                                        "included).")
     frame_size: list[int] | None = Field(
         None, description="Exact [width, height] of the frames given to the model; None: keep the aspect ratio "
                           "with the long side at max_side.",
@@ -242,6 +284,7 @@ class CaptionConfig(StageConfig):
     text_encoder_max_tokens: int = Field(512, ge=8, description="Caption tokens the text encoder reads.")
     endpoint: CaptionEndpointConfig = Field(default_factory=CaptionEndpointConfig)
     vllm: CaptionVllmConfig = Field(default_factory=CaptionVllmConfig)
+    enhance: CaptionEnhanceConfig = Field(default_factory=CaptionEnhanceConfig)
     resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=1, batch_size=8)
 
     @field_validator("frame_size")
@@ -251,10 +294,16 @@ class CaptionConfig(StageConfig):
             raise ValueError("frame_size must be [width, height], each >= 16")
         return v
 
-    def resolved_prompt_version(self) -> str:
+    def prompt_for(self, place: str | None) -> str:
+        """The instruction for a clip of this place (prompts[place], prompts['default'], prompt)."""
+        if place and place in self.prompts:
+            return self.prompts[place]
+        return self.prompts.get("default", self.prompt)
+
+    def resolved_prompt_version(self, prompt: str | None = None) -> str:
         if self.prompt_version:
             return self.prompt_version
-        return "sha-" + hashlib.sha256(self.prompt.encode()).hexdigest()[:10]
+        return "sha-" + hashlib.sha256((prompt if prompt is not None else self.prompt).encode()).hexdigest()[:10]
 
 
 class PlaceTagVlmConfig(_Model):
