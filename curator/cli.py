@@ -226,7 +226,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.like:
             vec = index.like_vector(meta, args.like)
         elif args.text:
-            vec = index.text_vector(meta, args.text, cfg.models.dir)
+            vec = index.text_vector(meta, args.text, cfg.models.dir,
+                                    trust_remote_code=cfg.stages.embed.trust_remote_code)
         hits = index.search(args.index, vector=vec, where_text=args.where, limit=args.limit,
                             nprobe=cfg.index.nprobe, exclude=args.like)
     except (index.SearchError, where.WhereError) as exc:

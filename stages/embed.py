@@ -8,6 +8,10 @@ Backends (``stages.embed.model``):
   uniformly spaced frames, decoded straight at the size the model's preprocess config
   asks for; frame embeddings are mean-pooled and L2-normalised. All frames of a batch
   of clips go through the tower together (GPU when the worker has one).
+* ``hf-video:<org>/<name>[@rev]`` — a transformers video-text model (X-CLIP, Cosmos-Embed1,
+  InternVideo2; :mod:`curator.models.hf_video`): the model's frame count of uniformly spaced
+  frames, its processor's preprocessing, its video tower; one unit-norm vector per clip in
+  the space of its text tower (``curator search "text"`` uses that tower).
 
 Columns: ``embedding`` (list<float16>) and ``embedding_model``. A clip that cannot be
 decoded stops here with status ``error`` (reason ``embed_failed``): dedup needs a vector
@@ -17,6 +21,7 @@ for every kept clip.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -53,13 +58,26 @@ class EmbedStage(Stage):
         return [req] if req else []
 
     def setup(self) -> None:
-        self.clip = None
+        self.clip: Any = None
         if self.config.model != "perceptual":
+            if self.config.model.startswith("hf-video:"):
+                from curator.models import hf_video
+
+                self.clip = hf_video.load(self.config.model, self.ctx.model_dir, device=self.config.device,
+                                          precision=self.config.precision, num_frames=self.config.num_frames,
+                                          forward_batch_size=self.config.forward_batch_size,
+                                          trust_remote_code=self.config.trust_remote_code)
+                self.num_frames = self.clip.num_frames
+                self.model_id = self.clip.name
+                log.info("embed: %s on %s, %d frames", self.model_id, self.clip.device, self.num_frames)
+                return
             from curator.models import clip
 
             self.clip = clip.load_name(self.config.model, self.ctx.model_dir, device=self.config.device,
                                        precision=self.config.precision,
                                        forward_batch_size=self.config.forward_batch_size)
+            self.num_frames = self.config.num_frames
+            self.model_id = self.config.model
             log.info("embed: %s on %s, input %s", self.config.model, self.clip.device, self.clip.image_size)
 
     def process_rows(self, rows: list[Row]) -> list[list[Row]]:
@@ -70,7 +88,7 @@ class EmbedStage(Stage):
         for row in rows:
             try:
                 w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
-                arr, _ = sample_clip_frames(row, self.config.num_frames, (w, h))
+                arr, _ = sample_clip_frames(row, self.num_frames, (w, h))
                 frames.append(arr)
                 ok.append(row)
             except Exception as exc:
@@ -79,7 +97,7 @@ class EmbedStage(Stage):
             vecs = self.clip.embed_clips(frames)
             for row, v in zip(ok, vecs):
                 row["embedding"] = v.astype(np.float16).tolist()
-                row["embedding_model"] = self.config.model
+                row["embedding_model"] = self.model_id
         return [[r] for r in rows]
 
     def _perceptual(self, row: Row) -> Row:

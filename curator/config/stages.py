@@ -147,10 +147,15 @@ class StagingConfig(_Model):
 class EmbedConfig(StageConfig):
     model: str = Field(
         "perceptual",
-        description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline) or "
-                    "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) read from the model directory.",
+        description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline), "
+                    "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) or 'hf-video:<org>/<name>[@rev]' "
+                    "(a transformers video-text model: X-CLIP, Cosmos-Embed1, InternVideo2) read from the model "
+                    "directory.",
     )
-    num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip backend).")
+    num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip; hf-video "
+                                                         "models whose config names no frame count).")
+    trust_remote_code: bool = Field(False, description="hf-video: run the model code its repository ships "
+                                                       "(InternVideo2, Cosmos-Embed1).")
     forward_batch_size: int = Field(
         64, ge=1, description="Frames per forward pass of the image tower (clips per call is resources.batch_size)."
     )
@@ -163,8 +168,9 @@ class EmbedConfig(StageConfig):
     @field_validator("model")
     @classmethod
     def _model_name(cls, v: str) -> str:
-        if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]):
-            raise ValueError("must be 'perceptual' or 'open_clip:<arch>/<pretrained>'")
+        if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]) \
+                and not (v.startswith("hf-video:") and "/" in v[len("hf-video:"):]):
+            raise ValueError("must be 'perceptual', 'open_clip:<arch>/<pretrained>' or 'hf-video:<org>/<name>'")
         return v
 
 

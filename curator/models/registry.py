@@ -104,6 +104,11 @@ for _spec in [
               "Qwen2.5-VL 3B: captions (transformers on GPU, or vLLM)"),
     ModelSpec("hf:Qwen/Qwen2.5-VL-7B-Instruct", "hf", "hf:Qwen/Qwen2.5-VL-7B-Instruct", 16580,
               "Qwen2.5-VL 7B: captions with the vLLM backend"),
+    ModelSpec("hf-video:microsoft/xclip-base-patch32", "hf", "hf:microsoft/xclip-base-patch32", None,
+              "X-CLIP base/32 (8 frames): video embeddings with a text tower (transformers XCLIPModel)"),
+    ModelSpec("hf-video:nvidia/Cosmos-Embed1-224p", "hf", "hf:nvidia/Cosmos-Embed1-224p", 2400,
+              "Cosmos-Embed1 224p (8 frames): video-text embeddings; runs its repository code "
+              "(stages.embed.trust_remote_code=true)"),
 ]:
     register(_spec)
 for _tok in cosmos.KNOWN.values():
@@ -169,10 +174,22 @@ def dir_path(name: str, model_dir: str) -> str:
 
 def model_path(name: str, model_dir: str) -> str:
     """Where the model is read from: a complete copy in the Hugging Face cache, else the model directory."""
+    own = dir_path(name, model_dir)
+    if os.path.isdir(own):
+        return own
     cached = hf_cache_path(name)
-    if cached is not None and not os.path.isdir(dir_path(name, model_dir)):
+    if cached is not None:
         return cached
-    return dir_path(name, model_dir)
+    base, rev = split_revision(name)
+    if rev is not None and name not in KNOWN:  # a recorded id: the unpinned copy downloaded at that commit
+        plain = dir_path(base, model_dir)
+        try:
+            with open(os.path.join(plain, REVISION_FILE)) as fh:
+                if fh.read().strip() == rev:
+                    return plain
+        except OSError:
+            pass
+    return own
 
 
 # ---------------------------------------------------------------- Hugging Face cache
