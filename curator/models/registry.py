@@ -111,6 +111,16 @@ for _spec in [
               "(stages.embed.trust_remote_code=true)"),
 ]:
     register(_spec)
+#: DOVER's published weights (README of github VQAssessment/DOVER links teowu/DOVER on Hugging Face)
+register(ModelSpec("dover", "files", "hf:teowu/DOVER", None,
+                   "DOVER video quality (technical + aesthetic views): stage dover; needs the dover package",
+                   ("DOVER.pth",), "dover"))
+#: the LAION improved-aesthetic-predictor head over CLIP ViT-L/14 image embeddings
+register(ModelSpec("aesthetic", "files",
+                   "url:https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/", 3.7,
+                   "LAION improved-aesthetic-predictor head (sac+logos+ava1, linear MSE) over CLIP ViT-L/14: "
+                   "stage aesthetic (with open_clip:ViT-L-14/openai)",
+                   ("sac+logos+ava1-l14-linearMSE.pth",), "aesthetic"))
 for _tok in cosmos.KNOWN.values():
     register(ModelSpec(_tok.name, "files", f"hf:{_tok.repo}", _tok.size_mb,
                        f"Cosmos Tokenizer {_tok.id} ({_tok.kind}, {_tok.temporal}x time, {_tok.spatial}x space): "
@@ -444,11 +454,12 @@ def _download_hf(repo_id: str, dest: str, files: list[str] | None, revision: str
 
 def _download_urls(spec: ModelSpec, dest: str, log: Callable[[str], None]) -> None:
     """Files published at plain URLs (source "url:<base>/"; one file per name in spec.files)."""
+    import urllib.parse
     import urllib.request
 
     base = spec.source[len("url:"):]
     for f in spec.files:
-        url = base + f
+        url = base + urllib.parse.quote(f)
         log(f"fetching {url}")
         part = os.path.join(dest, f + ".part")
         with urllib.request.urlopen(url, timeout=120) as resp, open(part, "wb") as out:  # noqa: S310
