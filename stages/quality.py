@@ -200,12 +200,24 @@ class AestheticStage(Filter):
         self.torch = torch
 
     def measure(self, row: Row) -> dict[str, Any]:
-        frames = _frames(row, self.config.sample_frames)
-        emb = np.asarray(self.clip.encode_images(frames), dtype=np.float32)
+        return self.measure_rows([row])[0]
+
+    def measure_rows(self, rows: list[Row]) -> list[dict[str, Any]]:
+        """All frames of the batch's clips through CLIP (in its forward batches) and the head at once."""
+        per: list[np.ndarray] = []
+        for row in rows:
+            check_deadline()
+            w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
+            per.append(_frames(row, self.config.sample_frames, (w, h)))
+        emb = np.asarray(self.clip.encode_images(np.concatenate(per)), dtype=np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-8
         with self.torch.no_grad():
             s = self.head(self.torch.from_numpy(emb).to(self.device)).squeeze(-1).float().cpu().numpy()
-        return {"aesthetic_score": round(float(s.mean()), 6)}
+        out, k = [], 0
+        for f in per:
+            out.append({"aesthetic_score": round(float(s[k:k + len(f)].mean()), 6)})
+            k += len(f)
+        return out
 
 
 # -------------------------------------------------------------------------- DOVER

@@ -555,17 +555,33 @@ class TransformersEnhancer(Enhancer):
                                                     add_generation_prompt=True))
         return prompt
 
+    def _generate(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        templated = bool(getattr(self.tok, "chat_template", None))  # the template writes the special tokens
+        enc = self.tok([self._text(p) for p in prompts], return_tensors="pt", padding=True,
+                       add_special_tokens=not templated).to(self.device)
+        with self._torch.inference_mode():
+            gen = self.model.generate(**enc, max_new_tokens=self.cfg.enhance.max_tokens, do_sample=False)
+        texts = [str(t).strip() for t in self.tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
+                                                                  skip_special_tokens=True)]
+        return [CaptionResult(text=t) if t else CaptionResult(error="enhancer returned no text") for t in texts]
+
     def enhance(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        """Batches of `batch_size` (left-padded, greedy); a failing batch is retried prompt by prompt."""
         out: list[CaptionResult] = []
-        for p in prompts:  # one at a time: a failure stays one clip's
+        bs = self.cfg.batch_size
+        for i in range(0, len(prompts), bs):
+            chunk = list(prompts[i:i + bs])
             try:
-                enc = self.tok([self._text(p)], return_tensors="pt", padding=True).to(self.device)
-                with self._torch.inference_mode():
-                    gen = self.model.generate(**enc, max_new_tokens=self.cfg.enhance.max_tokens, do_sample=False)
-                text = str(self.tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)).strip()
-                out.append(CaptionResult(text=text) if text else CaptionResult(error="enhancer returned no text"))
+                out.extend(self._generate(chunk))
             except Exception as exc:
-                out.append(CaptionResult(error=f"enhance failed: {type(exc).__name__}: {exc}"))
+                if len(chunk) == 1:
+                    out.append(CaptionResult(error=f"enhance failed: {type(exc).__name__}: {exc}"))
+                    continue
+                for p in chunk:
+                    try:
+                        out.extend(self._generate([p]))
+                    except Exception as exc1:
+                        out.append(CaptionResult(error=f"enhance failed: {type(exc1).__name__}: {exc1}"))
         return out
 
 

@@ -102,6 +102,30 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     return name
 
 
+TINY_LLM_NAME = "hf:curator-test/tiny-llama"
+LLM_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}assistant: {% endif %}")
+
+
+def build_text_llm(model_dir: str, name: str = TINY_LLM_NAME, seed: int = 0) -> str:
+    """Save a tiny random-weight Llama causal LM with a word tokenizer and a chat template (the
+    caption enhancer's transformers backend); returns its name."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fast = _word_tokenizer(["<unk>", "<pad>", "<s>", "</s>"], unk="<unk>", pad="<pad>", bos="<s>", eos="</s>")
+    fast.chat_template = LLM_CHAT_TEMPLATE
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                      pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    torch.manual_seed(seed)
+    dest = registry.dir_path(name, model_dir)
+    os.makedirs(dest, exist_ok=True)
+    LlamaForCausalLM(cfg).eval().save_pretrained(dest)
+    fast.save_pretrained(dest)
+    return name
+
+
 TINY_TEXT_NAME = "hf:curator-test/tiny-t5"
 
 

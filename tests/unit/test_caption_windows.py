@@ -154,3 +154,35 @@ def test_one_failed_window_fails_the_clip_but_not_the_others(videos):
     doc = json.loads(long_row["caption_windows"])
     assert [w["caption"] is None for w in doc["windows"]] == [False, False, True, False, False]
     assert short_row["caption"] and short_row["caption_error"] is None
+
+
+def test_enhancement_by_a_local_transformers_llm(videos, tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curator.models import registry
+    from curator.models.vlm import enhance_prompt
+    from curator.testing import tiny_models
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    model_dir = str(tmp_path / "models")
+    name = tiny_models.build_text_llm(model_dir)
+    with FakeOpenAIServer(jitter_s=0.05) as server:
+        stage = make_stage(server.url, f"models.dir={model_dir}", "stages.caption.enhance.enabled=true",
+                           "stages.caption.enhance.backend=transformers", f"stages.caption.enhance.model={name}",
+                           "stages.caption.enhance.max_tokens=6", "stages.caption.device=cpu",
+                           "stages.caption.batch_size=2")
+        long_row, short_row = stage.process(rows(videos))
+    doc = json.loads(long_row["caption_windows"])
+    assert long_row["caption_enhance_model"] == name and doc["summary"] == "enhance" and doc["enhance_model"] == name
+    # what the model itself generates, greedily, for the enhancement prompt over the window captions
+    path = registry.model_path(name, model_dir)
+    tok, lm = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+    cfg = stage.config
+    text = tok.apply_chat_template([{"role": "user", "content": enhance_prompt(
+        cfg.enhance.prompt, [w["caption"] for w in doc["windows"]])}], tokenize=False, add_generation_prompt=True)
+    enc = tok([text], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        gen = lm.generate(**enc, max_new_tokens=6, do_sample=False)
+    assert long_row["caption"] == tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert short_row["caption_enhance_model"] == name

@@ -72,6 +72,10 @@ def test_aesthetic_head_over_clip_embeddings(tmp_path, clip_rows):
     # the same head loaded back scores the same
     again = st.process([dict(r) for r in clip_rows])
     assert [r["aesthetic_score"] for r in again] == [r["aesthetic_score"] for r in out]
+    # the batch (all clips' frames through CLIP and the head together) scores each clip as alone
+    alone = [st.measure(dict(r))["aesthetic_score"] for r in clip_rows]
+    assert alone == pytest.approx([r["aesthetic_score"] for r in out], abs=1e-5)
+    assert len(set(alone)) == len(alone)
 
 
 def test_dover_style_torchscript_model(tmp_path, clip_rows):
