@@ -186,3 +186,12 @@ def test_enhancement_by_a_local_transformers_llm(videos, tmp_path, monkeypatch):
         gen = lm.generate(**enc, max_new_tokens=6, do_sample=False)
     assert long_row["caption"] == tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     assert short_row["caption_enhance_model"] == name
+
+
+def test_the_shard_json_carries_the_windows_as_an_object():
+    from curator.phases.shard.plan import sample_json
+
+    doc = {"window_frames": 100, "summary": "join", "windows": [{"start": 0, "end": 100, "caption": "a"}]}
+    out = sample_json({"clip_id": "v-00000", "caption": "a", "caption_windows": json.dumps(doc), "mp4": b"x"})
+    assert out["caption_windows"] == doc and out["caption"] == "a"
+    assert sample_json({"caption_windows": "not json"})["caption_windows"] == "not json"
