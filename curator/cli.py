@@ -1,5 +1,10 @@
 """`curator` command line. Every option of the pipeline is a config key: pass a YAML file
-with --config and/or `--set section.key=value`; `curator config --defaults` lists them all."""
+with --config and/or `--set section.key=value`; `curator config --defaults` lists them all.
+
+-o/--output is where a command writes its result, in every command that has one: the
+run folder (run, submit), the HTML file (report), the clip index (index), the head file
+(train-type-head). Commands that update a finished run in place (shard, dedup, refilter)
+take the run folder as their argument; search, config, jobs and models print."""
 
 from __future__ import annotations
 
@@ -10,6 +15,27 @@ import sys
 from typing import Any
 
 from curator.config import ConfigError, PipelineConfig
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: it still works (hidden from --help), with a note."""
+
+    def __init__(self, option_strings: list[str], dest: str, instead: str = "", **kw: Any):
+        self.instead = instead
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"curator: {option_string} is deprecated, use {self.instead} (same meaning: -o/--output is where "
+              "a command writes, in every command)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _output_arg(p: argparse.ArgumentParser, metavar: str, text: str, old: str | None = None) -> None:
+    """-o/--output, the same option in every command that writes a result (`old`: a former spelling)."""
+    p.add_argument("--output", "-o", metavar=metavar, help=text)
+    if old:
+        p.add_argument(old, dest="output", metavar=metavar, action=_Deprecated, instead="-o/--output")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -71,7 +97,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
-    summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    if not runner.distributed:
+        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+    else:
+        from curator.rundir import RunDir
+        from curator.runlog import ray_output_to_log
+
+        # Ray's own output (its notices, the Ray Data plan, what the workers print) goes to
+        # the run log; the console keeps curator's progress and summary
+        with ray_output_to_log(RunDir.of(pipeline.ctx.output_uri, cfg.storage), pipeline.ctx.run_id) as runlog:
+            print(f"[curator] Ray's output goes to the run log: {runlog.where()}", file=runlog.console)
+            summary = execute(pipeline, runner, force=args.force,
+                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s))
     print(summary.format())
     return run_status(summary, cfg)
 
@@ -201,7 +238,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     cfg = _load(args, output=args.run)
     rundir = _rundir(args, cfg)
-    target = storage.normalize(args.index) if args.index else index.index_uri_for(rundir.uri, cfg.index)
+    target = storage.normalize(args.output) if args.output else index.index_uri_for(rundir.uri, cfg.index)
     try:
         res = index_phase.run(PhaseState(rundir, cfg), index_uri=target)
     except index.SearchError as exc:
@@ -363,7 +400,7 @@ def cmd_train_type_head(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
-    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs)
+    report = video_type.train_head_cli(args.run, args.labels, cfg, out=args.output, epochs=args.epochs)
     print(report)
     return 0
 
@@ -465,6 +502,45 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 5 if args.fail_on_gaps and coverage.gaps(cov) else 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from curator import coverage, storage
+    from curator.generate import CommandGenerator, EndpointGenerator, Generator, Options, run
+
+    cfg = _load(args)
+    _setup_logging(cfg.run.log_level)
+    storage.configure(cfg.storage)
+    if args.index and args.run:
+        print("curator: give --index or --run, not both", file=sys.stderr)
+        return 2
+    gen: Generator
+    if args.generator == "command":
+        if not (args.command or args.batch_command):
+            print("curator: --generator command needs --command TEMPLATE (and/or --batch-command)", file=sys.stderr)
+            return 2
+        gen = CommandGenerator(args.command, args.batch_command, model=cfg.generate.model)
+        if not args.command:  # batch only: single prompts go through the batch template too
+            gen.supports_batch = True
+    else:
+        if not args.endpoint:
+            print("curator: --generator endpoint needs --endpoint URL", file=sys.stderr)
+            return 2
+        gen = EndpointGenerator(args.endpoint, model=cfg.generate.model, params=cfg.generate.endpoint_params,
+                                api_key_env=cfg.generate.api_key_env, retries=cfg.generate.retries)
+    targets = coverage.load_targets(args.targets)
+    opts = Options(targets=targets, output=args.output, config=cfg, generator=gen, source=args.index or args.run,
+                   max_clips=args.max_clips, budget_s=args.budget_s, concurrency=args.concurrency,
+                   runner=args.runner or "local")
+    _stop_on_sigterm()
+    res = run(opts, say=lambda text: print(f"[curator] {text}", file=sys.stderr, flush=True))
+    if res.coverage is not None:
+        print(coverage.format_text(res.coverage))
+    print(f"generate: {res.rounds} rounds, {res.started} generations started ({res.done} done, {res.failed} failed, "
+          f"{res.adopted} adopted), {res.calls} generator calls; stopped: {res.stop_reason}")
+    if res.not_generatable:
+        print(f"not generatable (no cell in their where): {'; '.join(res.not_generatable)}", file=sys.stderr)
+    return 5 if args.fail_on_gaps and res.coverage is not None and coverage.gaps(res.coverage) else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from curator import storage
     from curator.phases import PhaseState
@@ -481,7 +557,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _run_args(p: argparse.ArgumentParser) -> None:
     """The options of a run: `curator run` and `curator submit` take the same ones."""
     p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
-    p.add_argument("--output", "-o", help="folder or bucket prefix for the results")
+    _output_arg(p, "URI", "the run folder: a folder or bucket prefix for the clips, manifest and shards")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
     p.add_argument("--only-failed", action="store_true",
@@ -490,7 +566,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="curator", description=__doc__)
+    ap = argparse.ArgumentParser(prog="curator", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     from curator import __version__
 
     ap.add_argument("--version", action="version", version=f"curator {__version__}")
@@ -534,20 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shard", help="(re)write the webdataset shards of a finished run from its manifest "
                                      "(with the run's config.yaml unless --config is given; --set overrides)")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_shard)
 
     p = sub.add_parser("dedup", help="find exact and near-duplicate clips of a finished run; mark them in its manifest")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="default: local")
     _config_args(p)
     p.set_defaults(fn=cmd_dedup)
 
     p = sub.add_parser("index", help="add a run's clips to a clip index (incremental)")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--index", help="index URI (default: index.uri, else <run>/index)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "INDEX_URI", "the clip index to add to (default: index.uri, else <run>/index)", old="--index")
     _config_args(p)
     p.set_defaults(fn=cmd_index)
 
@@ -598,16 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("refilter", help="re-apply filter thresholds to a finished run from its manifest "
                                         "(no decoding), then re-shard")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     p.add_argument("--runner", choices=["ray", "local"], help="for re-sharding; default: local")
     p.add_argument("--no-shard", action="store_true", help="rewrite the manifest only")
     _config_args(p)
     p.set_defaults(fn=cmd_refilter)
 
     p = sub.add_parser("train-type-head", help="train the video-type MLP head from labelled clips of a run")
-    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) whose manifest has clip embeddings")
     p.add_argument("--labels", required=True, help="CSV or Parquet with columns clip_id,label")
-    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.video_type.head>)")
+    _output_arg(p, "FILE", "where to write the head (default: models.dir/<stages.video_type.head>)", old="--out")
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     _config_args(p)
     p.set_defaults(fn=cmd_train_type_head)
@@ -650,9 +727,31 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.set_defaults(fn=cmd_coverage)
 
+    p = sub.add_parser("generate", help="fill coverage gaps with generated footage: prompts for the gaps, a "
+                                        "generator, curation with provenance, recount; until met or out of budget",
+                       description="docs/generate.md. The output is a run folder (manifest, index, shards) with "
+                                   "generate/ (ledger, videos). Rerunning resumes; nothing is generated twice.")
+    p.add_argument("--targets", required=True, metavar="FILE", help="targets file (YAML or JSON; docs/places.md)")
+    p.add_argument("--output", "-o", required=True, help="output URI: a run folder of the generated footage")
+    p.add_argument("--index", help="count what a clip index already holds (and take conditioning clips from it)")
+    p.add_argument("--run", help="count what a finished run already holds (and take conditioning clips from it)")
+    p.add_argument("--generator", choices=["command", "endpoint"], required=True)
+    p.add_argument("--command", metavar="TEMPLATE", help="shell command with {prompt} {negative_prompt} {seed} "
+                                                         "{output} {output_dir} {output_name} {condition} {id}")
+    p.add_argument("--batch-command", metavar="TEMPLATE", help="shell command with {batch_jsonl} {output_dir}, "
+                                                               "used when a round has several prompts")
+    p.add_argument("--endpoint", action="append", metavar="URL", help="HTTP generation service (repeatable)")
+    p.add_argument("--max-clips", type=int, metavar="N", help="generations for this output, ever (all reruns)")
+    p.add_argument("--budget-s", type=float, metavar="S", help="generator wall seconds for this output, ever")
+    p.add_argument("--concurrency", type=int, default=1, metavar="K", help="generations at once (default 1)")
+    p.add_argument("--runner", choices=["ray", "local"], help="runner of the curation rounds (default: local)")
+    p.add_argument("--fail-on-gaps", action="store_true", help="exit 5 when a target is still not met")
+    _config_args(p)
+    p.set_defaults(fn=cmd_generate)
+
     p = sub.add_parser("report", help="write a self-contained HTML report of a finished run")
-    p.add_argument("run", help="output URI of a run")
-    p.add_argument("--output", "-o", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
+    _output_arg(p, "FILE.html", "where to write the report (default: RUN/report.html; a path or bucket URI)")
     _config_args(p)
     p.set_defaults(fn=cmd_report)
     return ap

@@ -24,7 +24,15 @@ from collections import Counter
 from typing import Any, Iterable
 
 from curator import manifest, storage
-from curator.listing import InputNotFound, Listing, clear_work, list_inputs, write_listing
+from curator.listing import (
+    InputNotFound,
+    Listing,
+    clear_work,
+    list_inputs,
+    load_provenance,
+    with_provenance,
+    write_listing,
+)
 from curator.phases import PhaseState, build, run_phases
 from curator.phases.summary import Summary
 from curator.pipeline import Pipeline, PipelineError
@@ -160,6 +168,11 @@ def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress
     clear_work(ctx.output_uri)  # listing parts left by an interrupted run
     try:
         inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions, ctx.config.storage.list_page_size)
+        if ctx.config.run.provenance:
+            try:
+                inputs = with_provenance(inputs, load_provenance(ctx.config.run.provenance))
+            except (ValueError, storage.NotFound) as exc:
+                raise PipelineError(f"run.provenance: {exc}") from None
         listing = write_listing(ctx.output_uri, ctx.run_id, inputs, ctx.config.run.listing_part_size)
     except InputNotFound as exc:
         raise PipelineError(str(exc)) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from curator import storage
-from curator.records import Row, new_video_row
+from curator.records import PROVENANCE, Row, new_video_row
 from curator.rundir import RunDir
 
 
@@ -36,6 +36,33 @@ def list_inputs(input_uri: str, extensions: list[str], page_size: int | None = N
         yield new_video_row(info.uri, storage.relative(prefix, info.uri))
     if not found and single is not None and not os.path.isdir(single):
         raise InputNotFound(f"input not found: {storage.display(uri)}")
+
+
+def load_provenance(uri: str) -> dict[str, dict[str, object]]:
+    """Per-input provenance (`run.provenance`): a JSONL file, one object per input with its
+    `source_key` (the key below the input root, as in the manifest) and provenance columns
+    (:data:`curator.records.PROVENANCE`). `curator generate` writes one for its footage."""
+    out: dict[str, dict[str, object]] = {}
+    for n, line in enumerate(storage.read_bytes(storage.normalize(uri)).decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        doc = json.loads(line)
+        key = doc.pop("source_key", None)
+        unknown = set(doc) - set(PROVENANCE)
+        if not isinstance(key, str) or unknown:
+            raise ValueError(f"{storage.display(uri)} line {n}: needs source_key and only the columns "
+                             f"{', '.join(PROVENANCE)}" + (f" (unknown: {sorted(unknown)})" if unknown else ""))
+        out[key] = doc
+    return out
+
+
+def with_provenance(rows: Iterable[Row], provenance: dict[str, dict[str, object]]) -> Iterator[Row]:
+    """Input rows with their provenance columns set (inputs not named keep origin 'real')."""
+    for row in rows:
+        extra = provenance.get(row["source_key"])
+        if extra:
+            row.update(extra)
+        yield row
 
 
 def work_uri(output_uri: str, *parts: str) -> str:

@@ -56,6 +56,17 @@ SPAN = pa.struct([
     ("end_s", pa.float64()),
 ])
 
+#: one detected shot on a video row (split's `shots` column): where it is and what became of it
+SHOT = pa.struct([
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),  # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("fate", pa.string()),  # kept | too_short | cut (into `clips` pieces) | empty (no decoded frame)
+    ("clips", pa.int32()),  # clips made from it: 1 kept, N cut, 0 dropped
+    ("first_clip", pa.int32()),  # clip_index of its first clip (null when none)
+])
+
 CHECK = pa.struct([
     ("stage", pa.string()),
     ("metric", pa.string()),
@@ -109,9 +120,21 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("clip_uri", pa.string()),
     ("encoder", pa.string()),
     ("checks", pa.list_(CHECK)),
+    # provenance (video rows, copied onto clip rows): real footage or generated (curator generate)
+    ("origin", pa.string()),  # "real" | "generated"
+    ("generator", pa.string()),  # "command" | "endpoint" (generated only)
+    ("gen_model", pa.string()),
+    ("prompt", pa.string()),
+    ("seed", pa.int64()),
+    ("target_cell", pa.string()),  # JSON mapping column -> value of the coverage cell it was made for
+    ("condition_clip", pa.string()),  # clip_uri of the footage a Video2World generation was conditioned on
     ("timings", pa.map_(pa.string(), pa.float64())),  # busy seconds per stage
     ("finished_at", pa.map_(pa.string(), pa.float64())),  # wall-clock time each stage finished the row
 ]
+
+#: the provenance columns: on every video row (real footage: origin "real" only), copied onto its clips
+PROVENANCE = ("origin", "generator", "gen_model", "prompt", "seed", "target_cell", "condition_clip")
+REAL, GENERATED = "real", "generated"
 
 #: columns that differ between two runs over the same input (everything else is equal)
 RUN_VARYING = ("timings", "finished_at")
@@ -190,6 +213,7 @@ def new_video_row(source_uri: str, source_key: str) -> Row:
         "source_uri": source_uri,
         "source_key": source_key,
         "status": OK,
+        "origin": REAL,
     }
 
 

@@ -12,6 +12,7 @@ Layout under ``rundir.uri``::
     staging/clips/<video_id>/<clip_id>.mp4
     manifest.parquet                   all parts, sorted; rewritten in place by later phases
     dedup.json   metrics.json   summary.json   progress.json   report.html
+    logs/<run_id>.log                  a Ray run's log: Ray's own output and curator's log lines
     shards/<split>/<profile>/...       tars + per-shard indexes; shards/index.json, README.md
     index/                             the default clip index (index.uri overrides it)
     _work/                             transient: listing parts, dedup spill
@@ -49,6 +50,7 @@ SHARDS = "shards"
 SHARD_INDEX = "index.json"
 SHARD_CARD = "README.md"
 INDEX = "index"
+LOGS = "logs"
 WORK = "_work"
 
 
@@ -209,6 +211,10 @@ class RunDir:
     @property
     def default_index(self) -> str:
         return self.path(INDEX)
+
+    def log(self, run_id: str) -> str:
+        """The log file of one run (`curator run` on Ray: Ray's own output; curator.runlog)."""
+        return self.path(LOGS, f"{run_id}.log")
 
     def work(self, *parts: str) -> str:
         return self.path(WORK, *parts)

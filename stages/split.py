@@ -5,6 +5,8 @@ the shots (curator.media.cut) and hands the clips to transcode in a transient co
 a video is decoded once in all. Shots are half-open ranges of *decoded* frame indices, with times from the decoded timestamps, so variable
 frame-rate sources are cut where their frames really are. Shots shorter than
 `min_clip_s` are dropped; shots longer than `max_clip_s` are cut into equal pieces.
+Every detected shot stays on the video row (`shots`: frames, times and fate — kept,
+too_short, cut into N clips), so split decisions are as auditable as filter decisions.
 """
 
 from __future__ import annotations
@@ -20,28 +22,44 @@ from curator.media.cut import detect_and_encode
 from curator.media.decode import DecodeStats, iter_frames
 from curator.media.shots import make_detector
 from curator.media.source import source_of
-from curator.records import ENCODED_SPANS, REJECTED, Reason, Row, stop
+from curator.records import ENCODED_SPANS, REJECTED, SHOT, Reason, Row, stop
 from curator.stage import RunContext, Stage
 
 log = logging.getLogger(__name__)
 
 
-def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
-               min_s: float, max_s: float) -> list[dict[str, Any]]:
-    """Shots -> spans obeying the length rules. Spans are [start_frame, end_frame)."""
+#: a detected shot's fate in the manifest's `shots` column
+KEPT, TOO_SHORT, CUT, EMPTY = "kept", "too_short", "cut", "empty"
+
+
+def plan_shots(shots: list[tuple[int, int]], times: list[float], fps: float,
+               min_s: float, max_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Shots -> (spans obeying the length rules, one record per detected shot).
+
+    Spans are [start_frame, end_frame). Each shot record (the `shots` column,
+    :data:`curator.records.SHOT`) has the shot's frames and times and its fate: ``kept``
+    (one clip), ``too_short`` (below `min_s`, dropped), ``cut`` (above `max_s`, cut into
+    `clips` pieces) or ``empty`` (no decoded frame in its range); `first_clip` is the
+    clip index of its first piece (clips are numbered in span order)."""
     n = len(times)
     frame_dur = 1.0 / fps if fps > 0 else 0.0
 
     def t_at(i: int) -> float:
         return times[i] if i < n else times[-1] + frame_dur
 
-    spans = []
-    for a, b in shots:
-        a, b = max(0, a), min(n, b)
+    spans: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    for a0, b0 in shots:
+        a, b = max(0, a0), min(n, b0)
+        rec: dict[str, Any] = {"start_frame": a0, "end_frame": b0, "start_s": None, "end_s": None,
+                               "fate": EMPTY, "clips": 0, "first_clip": None}
+        records.append(rec)
         if b <= a:
             continue
+        rec.update(start_frame=a, end_frame=b, start_s=round(t_at(a), 6), end_s=round(t_at(b), 6))
         dur = t_at(b) - t_at(a)
         if dur + 1e-9 < min_s:
+            rec["fate"] = TOO_SHORT
             continue
         if dur <= max_s + 1e-9:
             pieces = [(a, b)]
@@ -54,19 +72,28 @@ def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
                 per = max(1, int(round(max_s * fps)))
                 pieces = [(s, min(b, s + per)) for s in range(a, b, per)]
                 pieces = [(s, e) for s, e in pieces if t_at(e) - t_at(s) + 1e-9 >= min_s]
+        first = len(spans)
         for s, e in pieces:
             if e <= s:  # fewer frames than pieces: only a broken time base spaces frames this far
                 continue
             spans.append({"start_frame": s, "end_frame": e,
                           "start_s": round(t_at(s), 6), "end_s": round(t_at(e), 6)})
-    return spans
+        made = len(spans) - first
+        rec.update(fate=KEPT if dur <= max_s + 1e-9 else CUT, clips=made, first_clip=first if made else None)
+    return spans, records
+
+
+def make_spans(shots: list[tuple[int, int]], times: list[float], fps: float,
+               min_s: float, max_s: float) -> list[dict[str, Any]]:
+    """Shots -> spans obeying the length rules. Spans are [start_frame, end_frame)."""
+    return plan_shots(shots, times, fps, min_s, max_s)[0]
 
 
 class SplitStage(Stage):
     name = "split"
     kind = "video"
     stateful = True
-    columns = [("num_shots", pa.int32())]
+    columns = [("num_shots", pa.int32()), ("shots", pa.list_(SHOT))]
     config: SplitConfig
 
     def __init__(self, config: SplitConfig, ctx: RunContext):
@@ -133,7 +160,7 @@ class SplitStage(Stage):
             row["num_frames"] = stats.frames
             if len(stats.times) > 1:
                 row["duration_s"] = round(stats.times[-1] - stats.times[0] + 1.0 / fps, 6)
-        spans = make_spans(shots, stats.times, fps, cfg.min_clip_s, cfg.max_clip_s)
+        spans, row["shots"] = plan_shots(shots, stats.times, fps, cfg.min_clip_s, cfg.max_clip_s)
         row["spans"] = spans
         if not spans:
             row.pop("video_bytes", None)

@@ -16,13 +16,14 @@ from curator.config import TranscodeConfig
 from curator.media import encode, nvcodec
 from curator.media.decode import DecodeStats
 from curator.media.source import source_of
-from curator.records import ENCODED_SPANS, OK, Reason, Row, clip_id_for, stop
+from curator.records import ENCODED_SPANS, OK, PROVENANCE, Reason, Row, clip_id_for, stop
 from curator.stage import Requirement, Stage
 
 log = logging.getLogger(__name__)
 
 #: video-level fields every clip row carries
-INHERITED = ("video_id", "source_uri", "source_key", "width", "height", "fps", "codec", "rotation", "vfr")
+INHERITED = ("video_id", "source_uri", "source_key", "width", "height", "fps", "codec", "rotation", "vfr",
+             *PROVENANCE)
 
 
 class TranscodeStage(Stage):

@@ -23,6 +23,7 @@ from curator.config.filters import (
     TextOverlayConfig,
     VideoTypeConfig,
 )
+from curator.config.generate import GenerateConfig, UpsamplerConfig
 from curator.config.root import PipelineConfig
 from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConfig, default_model_dir
 from curator.config.shard import (
@@ -57,10 +58,10 @@ from curator.storage.config import StorageConfig
 __all__ = [
     "AestheticConfig", "BlurConfig", "CaptionConfig", "CaptionEndpointConfig", "CaptionVllmConfig", "ConfigError",
     "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
-    "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
+    "GenerateConfig", "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "PlaceTagConfig", "PlaceTagVlmConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",
     "SplitRules", "StageConfig", "StagesConfig", "StagingConfig", "StorageConfig", "TextOverlayConfig",
-    "TokenizerProfileConfig", "TranscodeConfig", "VIDEO_EXTENSIONS", "VideoTypeConfig", "default_model_dir",
+    "TokenizerProfileConfig", "TranscodeConfig", "UpsamplerConfig", "VIDEO_EXTENSIONS", "VideoTypeConfig", "default_model_dir",
     "parse_condition",
 ]

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from curator.config.base import ConfigError, _Model
+from curator.config.generate import GenerateConfig
 from curator.config.run import RUNTIME_KEYS, ModelsConfig, ReportConfig, RunConfig
 from curator.config.shard import DedupConfig, IndexConfig, ShardConfig
 from curator.config.stages import StagesConfig
@@ -32,6 +33,7 @@ class PipelineConfig(_Model):
     report: ReportConfig = Field(default_factory=ReportConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -75,7 +77,7 @@ class PipelineConfig(_Model):
         # dedup and index are global phases that redo their work from the manifest on every
         # run, so changing them never invalidates staged clips.
         d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "dedup", "index",
-                                                    "report"})
+                                                    "report", "generate"})
         for name, stage in d.get("stages", {}).items():
             if isinstance(stage, dict):
                 stage.pop("resources", None)

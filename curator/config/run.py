@@ -33,7 +33,15 @@ class RunConfig(_Model):
     max_failed_blocks: int = Field(
         -1, description="Ray: blocks that may fail after their retries before the job stops (-1: no limit; "
                         "their videos are recorded as 'lost').")
+    wait_for_resources: bool = Field(
+        False, description="Ray: when the stages need more than a cluster that cannot grow has (GPUs, memory, "
+        "custom resources), warn and wait for nodes to join instead of failing at start-up."
+    )
     shard: bool = Field(True, description="Write webdataset shards after curation.")
+    provenance: str | None = Field(
+        None, description="JSONL file of per-input provenance columns (source_key + origin, generator, gen_model, "
+        "prompt, seed, target_cell, condition_clip), copied onto each input's video and clip rows; inputs it does "
+        "not name get origin 'real'. `curator generate` writes one for its footage (docs/generate.md).")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
 
@@ -70,6 +78,11 @@ class ReportConfig(_Model):
     dedup_members: int = Field(4, ge=2, le=50, description="Clips shown per duplicate group (the kept one first).")
     thumb_width: int = Field(224, ge=32, le=1024, description="Thumbnail width in pixels.")
     histogram_bins: int = Field(30, ge=2, le=500, description="Bins of each score histogram.")
+    max_previews: int = Field(
+        24, ge=0, le=200, description="Animated WebP previews on the page, at most (about half for kept clips, the "
+                                      "rest spread over the reject reasons); 0: stills only. Each is ~10-60 KB.")
+    preview_frames: int = Field(10, ge=2, le=32, description="Frames of each animated preview, uniformly spaced.")
+    preview_width: int = Field(160, ge=32, le=512, description="Width of the animated previews in pixels.")
     max_source_mb: float = Field(
         256.0, ge=0, description="Video-level thumbnails come from the source video; remote sources larger "
                                  "than this are not fetched (a labelled placeholder is shown instead).")

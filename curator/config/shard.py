@@ -167,6 +167,10 @@ class ShardConfig(_Model):
     tokenizer: TokenizerProfileConfig = Field(default_factory=TokenizerProfileConfig)
     latent: LatentProfileConfig = Field(default_factory=LatentProfileConfig)
     samples_per_shard: int = Field(256, ge=1, description="Samples per tar (at most).")
+    max_generated_fraction: float | None = Field(
+        None, ge=0, le=1, description="At most this share of each split's clips per bucket may be generated footage "
+        "(origin 'generated', `curator generate`); generated clips beyond it are left out, deciding in manifest "
+        "order (deterministic). None: no limit.")
     max_shard_mb: float = Field(1024.0, gt=0, description="Bytes per tar (at most, unless one sample is larger).")
     resolution_edges: list[int] = Field(
         default_factory=lambda: [0, 240, 360, 480, 720, 1080, 1440, 2160],

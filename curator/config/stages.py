@@ -176,18 +176,21 @@ class EmbedConfig(StageConfig):
 
 class CaptionEndpointConfig(_Model):
     url: str | None = Field(
-        None, description="OpenAI-compatible base URL (http://host:8000/v1) or full .../chat/completions URL."
+        None, description="OpenAI-compatible base URL (http://host:8000/v1) or full .../chat/completions URL; "
+                          "None: the environment variable OPENAI_BASE_URL."
     )
     api_key_env: str | None = Field(
         None, description="Name of the environment variable that holds the API key (sent as a Bearer token; "
-                          "never logged). None: no Authorization header."
+                          "never logged). None: OPENAI_API_KEY if set, else no Authorization header."
     )
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight per caption worker.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request socket timeout in seconds.")
-    retries: int = Field(3, ge=0, description="Retries after the first attempt on 5xx, 408/429, timeouts, "
-                                              "connection errors and malformed JSON.")
-    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry (capped at 30 s), "
-                                                    "with jitter; a Retry-After header is honoured.")
+    retries: int = Field(3, ge=0, description="Retries after the first attempt on 5xx, 408/409/429, timeouts, "
+                                              "connection errors (the OpenAI SDK's, backoff 0.5-8 s, Retry-After "
+                                              "honoured) and malformed answers (curator's); at most retries + 1 "
+                                              "requests per clip.")
+    backoff_s: float = Field(1.0, ge=0, description="First delay before retrying a malformed answer; doubles per "
+                                                    "retry (capped at 30 s), with jitter.")
     rate_limit_rps: float | None = Field(
         None, gt=0, description="Requests per second per caption worker (None: unlimited)."
     )

@@ -11,11 +11,13 @@ Backends:
 * ``vllm`` — the vLLM offline engine (GPU), batched through ``LLM.chat``; imported lazily,
   only where vLLM and CUDA exist (``pip install 'curator[vllm]'``).
 * ``endpoint`` — an OpenAI-compatible ``/chat/completions`` server (vLLM serve, TGI, a
-  hosted API): frames as base64 data URLs in ``image_url`` parts, a bounded pool of
-  concurrent requests, a per-request timeout, retries with exponential backoff on 5xx,
-  408/429, timeouts, connection errors and malformed JSON, and a requests/s limit. The API
-  key comes from the environment variable the config names and never appears in logs or
-  error texts.
+  hosted API) through the OpenAI SDK: frames as base64 data URLs in ``image_url`` parts,
+  a bounded pool of concurrent requests over one pooled HTTP client, a per-request
+  timeout, the SDK's retries with exponential backoff on 5xx, 408/409/429, timeouts and
+  connection errors (``Retry-After`` honoured), retries of malformed answers, and a
+  requests/s limit. The URL is ``stages.caption.endpoint.url``, else ``OPENAI_BASE_URL``;
+  the API key comes from the environment variable the config names, else
+  ``OPENAI_API_KEY``, and never appears in logs or error texts.
 
 A job that fails (after the retries, for the endpoint) gets ``CaptionResult.error`` with
 the reason; the other jobs of the batch are unaffected.
@@ -24,17 +26,14 @@ the reason; the other jobs of the batch are unaffected.
 from __future__ import annotations
 
 import base64
-import http.client
+import contextlib
 import io
 import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -133,9 +132,13 @@ def requirements(cfg: CaptionConfig, model_dir: str) -> list[Requirement]:
     """What the configured backend is missing here (checked at start-up)."""
     out: list[Requirement] = []
     if cfg.backend == "endpoint":
-        if not cfg.endpoint.url:
+        if not endpoint_url(cfg):
             out.append(Requirement("caption backend 'endpoint' has no URL",
-                                   fix="set stages.caption.endpoint.url=http://HOST:PORT/v1"))
+                                   fix=f"set stages.caption.endpoint.url=http://HOST:PORT/v1 (or {BASE_URL_ENV})"))
+        import importlib.util
+
+        if importlib.util.find_spec("openai") is None:
+            out.append(Requirement("caption backend 'endpoint' needs the openai package", fix="pip install openai"))
         return out
     if cfg.backend == "vllm":
         import importlib.util
@@ -361,126 +364,162 @@ class RateLimiter:
             time.sleep(at - now)
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+#: the environment variables the OpenAI SDK reads when the config does not say
+BASE_URL_ENV = "OPENAI_BASE_URL"
+API_KEY_ENV = "OPENAI_API_KEY"
+
+#: HTTP statuses the OpenAI SDK retries (with 5xx)
+RETRIED_STATUSES = (408, 409, 429)
 
 
-class _Fatal(Exception):
-    pass
-
-
-def chat_url(url: str) -> str:
+def base_url(url: str | None) -> str | None:
+    """The OpenAI base URL of a configured URL (a full .../chat/completions URL is accepted)."""
+    if not url:
+        return None
     url = url.rstrip("/")
-    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+    return url.removesuffix("/chat/completions")
+
+
+def endpoint_url(cfg: CaptionConfig) -> str | None:
+    """stages.caption.endpoint.url, else OPENAI_BASE_URL (the SDK's variable)."""
+    return base_url(cfg.endpoint.url or os.environ.get(BASE_URL_ENV))
+
+
+class _Unusable(Exception):
+    """A 200 whose body is not a chat completion with text (the SDK does not retry these)."""
 
 
 class EndpointBackend(CaptionBackend):
-    """An OpenAI-compatible chat-completions server, with a bounded pool of concurrent requests."""
+    """An OpenAI-compatible chat-completions server through the OpenAI SDK, with a bounded
+    pool of concurrent requests.
+
+    The SDK keeps one pooled HTTP client per backend, reads ``OPENAI_BASE_URL`` and
+    ``OPENAI_API_KEY`` when the config names neither, and retries 408/409/429/5xx,
+    timeouts and connection errors with exponential backoff and jitter, honouring
+    ``Retry-After`` (its policy: from 0.5 s, doubling, at most 8 s). A 200 whose body is
+    not a usable completion (malformed JSON, no choices, no text) is retried here, after
+    ``endpoint.backoff_s`` doubling. ``endpoint.retries`` bounds the attempts of a clip
+    over both: at most ``retries + 1`` requests."""
 
     MAX_BACKOFF_S = 30.0
 
     def __init__(self, cfg: CaptionConfig):
-        if not cfg.endpoint.url:
-            raise ValueError("stages.caption.endpoint.url is not set")
+        import openai
+
+        url = endpoint_url(cfg)
+        if not url:
+            raise ValueError(f"stages.caption.endpoint.url is not set (nor {BASE_URL_ENV})")
         self.cfg = cfg
         self.ep = cfg.endpoint
         self.model_id = cfg.model
-        self.url = chat_url(cfg.endpoint.url)
-        self._key = os.environ.get(self.ep.api_key_env) if self.ep.api_key_env else None
-        if self.ep.api_key_env and not self._key:
-            log.warning("caption endpoint: environment variable %s is not set; sending no API key",
-                        self.ep.api_key_env)
+        self.url = url
+        if self.ep.api_key_env:
+            self._key = os.environ.get(self.ep.api_key_env) or None
+            if not self._key:
+                log.warning("caption endpoint: environment variable %s is not set; sending no API key",
+                            self.ep.api_key_env)
+        else:
+            self._key = os.environ.get(API_KEY_ENV) or None
+        # no key: the SDK insists on one, so it gets a placeholder and each request omits the header
+        self._headers: dict[str, Any] = {} if self._key else {"Authorization": openai.Omit()}
+        self.client = openai.OpenAI(base_url=url, api_key=self._key or "unused", max_retries=self.ep.retries,
+                                    timeout=self.ep.timeout_s)
         self.limiter = RateLimiter(self.ep.rate_limit_rps)
         self.pool = ThreadPoolExecutor(max_workers=self.ep.concurrency, thread_name_prefix="caption-http")
         self._rng = random.Random(0)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def body(self, job: CaptionJob) -> bytes:
-        doc: dict[str, Any] = {
+    def request(self, job: CaptionJob) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for a job."""
+        return {
             "model": self.cfg.model,
             "messages": openai_messages(job.prompt or self.cfg.prompt, job.frames, self.ep.image_format,
                                         self.ep.jpeg_quality, video=self.ep.video),
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
             "top_p": self.cfg.top_p,
+            "extra_body": dict(self.ep.extra_body) or None,
+            "extra_headers": self._headers or None,
         }
-        doc.update(self.ep.extra_body)
-        return json.dumps(doc).encode()
 
-    def _post(self, body: bytes) -> str:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+    @staticmethod
+    def _text(raw: Any) -> str:
+        """The completion's text, or _Unusable."""
         try:
-            with urllib.request.urlopen(req, timeout=self.ep.timeout_s) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            snippet = exc.read()[:300].decode("utf-8", "replace") if exc.fp else ""
-            reason = f"http {exc.code}: {snippet.strip()}"
-            if exc.code >= 500 or exc.code in (408, 429):
-                ra = exc.headers.get("Retry-After") if exc.headers else None
-                try:
-                    retry_after = float(ra) if ra else None
-                except ValueError:
-                    retry_after = None
-                raise _Retryable(reason, retry_after) from None
-            raise _Fatal(reason) from None
-        except (TimeoutError, socket.timeout):
-            raise _Retryable(f"timeout after {self.ep.timeout_s:g} s") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise _Retryable(f"timeout after {self.ep.timeout_s:g} s") from None
-            raise _Retryable(f"connection error: {exc.reason}") from None
-        except (ConnectionError, OSError, http.client.HTTPException) as exc:
-            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
-        try:
-            doc = json.loads(raw)
-            text = doc["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise _Retryable(f"malformed response: {raw[:200].decode('utf-8', 'replace')!r}") from None
+            doc = raw.parse()
+            text = doc.choices[0].message.content
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            body = ""
+            with contextlib.suppress(Exception):
+                body = raw.http_response.text[:200]
+            raise _Unusable(f"malformed response ({type(exc).__name__}): {body!r}") from None
         if isinstance(text, list):  # content parts
             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
         if not isinstance(text, str):
-            raise _Retryable(f"malformed response: content is {type(text).__name__}")
+            raise _Unusable(f"malformed response: content is {type(text).__name__}")
         return text.strip()
 
     def caption_one(self, job: CaptionJob) -> CaptionResult:
-        body = self.body(job)
+        import openai
+
+        kwargs = self.request(job)
+        budget = self.ep.retries + 1
         attempts = 0
         last = ""
-        for attempt in range(self.ep.retries + 1):
-            attempts += 1
+        while attempts < budget:
             self.limiter.acquire()
+            client = self.client.with_options(max_retries=budget - attempts - 1)
             try:
-                return CaptionResult(text=self._post(body), attempts=attempts)
-            except _Fatal as exc:
-                return CaptionResult(error=self._redact(str(exc)), attempts=attempts)
-            except _Retryable as exc:
-                last = exc.reason
-                if attempt == self.ep.retries:
-                    break
-                delay = min(self.MAX_BACKOFF_S, self.ep.backoff_s * (2 ** attempt))
-                delay *= 0.5 + self._rng.random()  # jitter: no thundering herd after an outage
-                if exc.retry_after is not None:
-                    delay = max(delay, min(self.MAX_BACKOFF_S, exc.retry_after))
-                log.info("caption %s: %s; retry %d/%d in %.2f s", job.key, self._redact(last), attempt + 1,
-                         self.ep.retries, delay)
-                time.sleep(delay)
+                raw = client.chat.completions.with_raw_response.create(**kwargs)
+            except openai.APITimeoutError:
+                return self._failed(budget, f"timeout after {self.ep.timeout_s:g} s")
+            except openai.APIConnectionError as exc:
+                return self._failed(budget, f"connection error: {exc.__cause__ or exc}")
+            except openai.APIStatusError as exc:
+                reason = f"http {exc.status_code}: {_message(exc)}"
+                if exc.status_code >= 500 or exc.status_code in RETRIED_STATUSES:
+                    return self._failed(budget, reason)
+                return CaptionResult(error=self._redact(reason), attempts=attempts + 1)
             except Exception as exc:  # anything unexpected stays this clip's problem
-                return CaptionResult(error=self._redact(f"{type(exc).__name__}: {exc}"), attempts=attempts)
-        return CaptionResult(error=self._redact(f"after {attempts} attempts: {last}"), attempts=attempts)
+                return CaptionResult(error=self._redact(f"{type(exc).__name__}: {exc}"), attempts=attempts + 1)
+            attempts += 1 + int(getattr(raw, "retries_taken", 0) or 0)
+            try:
+                return CaptionResult(text=self._text(raw), attempts=attempts)
+            except _Unusable as exc:
+                last = str(exc)
+            if attempts >= budget:
+                break
+            delay = min(self.MAX_BACKOFF_S, self.ep.backoff_s * (2 ** (attempts - 1)))
+            delay *= 0.5 + self._rng.random()  # jitter: no thundering herd after an outage
+            log.info("caption %s: %s; retry %d/%d in %.2f s", job.key, self._redact(last), attempts,
+                     self.ep.retries, delay)
+            time.sleep(delay)
+        return self._failed(attempts, last)
+
+    def _failed(self, attempts: int, reason: str) -> CaptionResult:
+        return CaptionResult(error=self._redact(f"after {attempts} attempts: {reason}"), attempts=attempts)
 
     def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
         return list(self.pool.map(self.caption_one, jobs))
+
+
+def _message(exc: Any) -> str:
+    """The server's error message of an APIStatusError, short."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+        if msg:
+            return str(msg)[:300]
+    with contextlib.suppress(Exception):
+        return exc.response.text[:300].strip()
+    return str(exc)[:300]
 
 
 # ------------------------------------------------------------------------ enhancement

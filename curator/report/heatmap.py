@@ -15,7 +15,7 @@ from typing import Any
 
 from curator import storage
 from curator.coverage import ALL, Coverage, TargetResult, axis_values, cell_targets, gaps
-from curator.report.page import CSS
+from curator.report.page import page_css
 from curator.report.text import _hours, esc
 
 HEATMAP_CSS = """
@@ -142,7 +142,7 @@ def _page(cov: Coverage, grid: str, targets: str) -> str:
     meta = (f"{cov.total.clips} kept clips · {esc(_hours(cov.total.seconds))} · by {esc(' × '.join(cov.by))} · generated "
             + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>curator coverage: {esc(src)}</title><style>{CSS % {'tw': 224}}{HEATMAP_CSS}</style></head><body>"
+            f"<title>curator coverage: {esc(src)}</title><style>{page_css(224)}{HEATMAP_CSS}</style></head><body>"
             f"<header><h1>curator coverage — {esc(src)}</h1><div class=\"meta\">{meta}</div></header><main>"
             f'<section id="heatmap"><h2>Clips per cell</h2>{grid}</section>'
             f'<section id="targets"><h2>Targets and gaps</h2>{targets}</section></main></body></html>')

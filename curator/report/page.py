@@ -32,7 +32,14 @@ figcaption{padding:5px 7px;font-size:11px;line-height:1.35;word-break:break-word
 .kept{border-color:#16a34a!important}.removed{border-color:#dc2626!important}.muted{color:#64748b}
 .group{border:1px solid #e2e8f0;border-radius:8px;padding:8px;margin:8px 0}
 .reasons{display:flex;flex-wrap:wrap;gap:4px 26px;align-items:flex-start}.reason h3{margin-top:10px}
+figure.thumb img.preview{width:%(pw)dpx;margin:4px auto 0;border-radius:3px}
 """
+
+
+def page_css(thumb_width: int, preview_width: int | None = None) -> str:
+    """The pages' shared style sheet at a thumbnail width (previews no wider than thumbnails)."""
+    pw = thumb_width if preview_width is None else min(preview_width, thumb_width)
+    return CSS % {"tw": thumb_width, "pw": pw}
 
 
 def _table(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
@@ -50,6 +57,7 @@ class Renderer:
                  index: dict[str, Any] | None, dedup_doc: dict[str, Any] | None):
         self.run_uri, self.s, self.cfg, self.thumbs = run_uri, scan, cfg, thumbs
         self.metrics, self.summary, self.run_doc, self.index, self.dedup_doc = metrics, summary, run_doc, index, dedup_doc
+        self.previews = 0  # animated previews on the page so far (at most cfg.max_previews)
 
     # ------------------------------------------------------------- sections
     def page(self) -> str:
@@ -57,7 +65,8 @@ class Renderer:
                  self.dedup(), self.kept(), self.rejected(), "</main>"]
         return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>curator report: {esc(storage.display(self.run_uri))}</title>"
-                f"<style>{CSS % {'tw': self.cfg.thumb_width}}</style></head><body>" + "".join(parts) + "</body></html>")
+                f"<style>{page_css(self.cfg.thumb_width, self.cfg.preview_width)}"
+                "</style></head><body>" + "".join(parts) + "</body></html>")
 
     def header(self) -> str:
         run = (self.run_doc or {}).get("_run") or {}
@@ -177,36 +186,65 @@ class Renderer:
         out.append("</section>")
         return "".join(out)
 
+    def _previews_note(self, made: int) -> str:
+        if not self.cfg.max_previews:
+            return ""
+        return (f" Animated previews ({self.cfg.preview_frames} frames across the clip) for {made} of them; "
+                f"the page holds at most {self.cfg.max_previews} (report.max_previews).")
+
     def kept(self) -> str:
         assert self.s.kept is not None
         items = self.s.kept.items()
-        cards = "".join(self.card(ex, "kept") for ex in items) or "<p>No clip was kept.</p>"
+        share = (self.cfg.max_previews + 1) // 2  # the other half is for the rejects
+        before = self.previews
+        cards = "".join(self.card(ex, "kept", preview=i < share) for i, ex in enumerate(items)) or "<p>No clip was kept.</p>"
         return (f'<section id="kept"><h2>Kept clips</h2><p class="muted">{len(items)} of '
-                f'{self.s.deduped.count:,}, a deterministic sample; middle frame of each clip.</p>'
+                f'{self.s.deduped.count:,}, a deterministic sample; middle frame of each clip.'
+                f'{self._previews_note(self.previews - before) if items else ""}</p>'
                 f'<div class="grid">{cards}</div></section>')
 
     def rejected(self) -> str:
         s = self.s
-        out = ['<section id="rejected"><h2>Rejected, by reason</h2><div class="reasons">']
+        keys = [key for key, _ in sorted(s.rejects.items(), key=lambda kv: (-kv[1], kv[0]))]
+        # what is left of the preview budget goes round the reasons: each reason's first
+        # clip example, then each one's second, ...
+        budget = max(0, self.cfg.max_previews - self.previews)
+        clips = {key: [ex for ex in s.examples[key].items() if ex.get("kind") == "clip" and ex.get("clip_uri")]
+                 for key in keys}
+        chosen: set[tuple[tuple[str, str, str], str]] = set()
+        for rank in range(max((len(v) for v in clips.values()), default=0)):
+            for key in keys:
+                if len(chosen) < budget and rank < len(clips[key]):
+                    chosen.add((key, clips[key][rank]["clip_id"]))
+        before = self.previews
+        body = []
         if not s.rejects:
-            out.append("<p>Nothing was rejected.</p>")
-        for key, n in sorted(s.rejects.items(), key=lambda kv: (-kv[1], kv[0])):
+            body.append("<p>Nothing was rejected.</p>")
+        for key in keys:
             kind, stage, reason = key
-            cards = "".join(self.card(ex, f"{stage}/{reason}") for ex in s.examples[key].items())
-            out.append(f'<div class="reason" data-reason="{esc(stage)}/{esc(reason)}"><h3>{esc(kind)}: '
-                       f'{esc(stage)}/{esc(reason)} <span class="muted">({n:,})</span></h3>'
-                       f'<div class="grid">{cards}</div></div>')
-        out.append("</div></section>")
-        return "".join(out)
+            cards = "".join(self.card(ex, f"{stage}/{reason}", preview=(key, ex.get("clip_id")) in chosen)
+                            for ex in s.examples[key].items())
+            body.append(f'<div class="reason" data-reason="{esc(stage)}/{esc(reason)}"><h3>{esc(kind)}: '
+                        f'{esc(stage)}/{esc(reason)} <span class="muted">({s.rejects[key]:,})</span></h3>'
+                        f'<div class="grid">{cards}</div></div>')
+        note = self._previews_note(self.previews - before).strip() if chosen else ""
+        return ('<section id="rejected"><h2>Rejected, by reason</h2>'
+                + (f'<p class="muted">{note}</p>' if note else "")
+                + '<div class="reasons">' + "".join(body) + "</div></section>")
 
     # ---------------------------------------------------------------- cards
-    def card(self, ex: dict[str, Any], group: str, kept: bool | None = None) -> str:
-        th = self.thumbs(ex)
+    def card(self, ex: dict[str, Any], group: str, kept: bool | None = None, preview: bool = False) -> str:
+        preview = preview and self.previews < self.cfg.max_previews
+        th = self.thumbs(ex, preview=True) if preview else self.thumbs(ex)
         reason = f"{ex.get('stage')}/{ex.get('reason')}" if ex.get("status") != OK else "kept"
+        name_id = esc(ex.get("clip_id") or ex.get("video_id"))
         if th.data_uri:
-            visual = f'<img src="{th.data_uri}" alt="{esc(reason)}: {esc(ex.get("clip_id") or ex.get("video_id"))}">'
+            visual = f'<img src="{th.data_uri}" alt="{esc(reason)}: {name_id}">'
         else:
             visual = svg_placeholder(reason, th.note, self.cfg.thumb_width)
+        if th.preview:
+            self.previews += 1
+            visual += f'<img class="preview" src="{th.preview}" alt="preview: {name_id}">'
         name = ex.get("source_key") or ex.get("video_id")
         if ex.get("kind") == "clip":
             name = f"{name} #{ex.get('clip_index') if ex.get('clip_index') is not None else ex.get('clip_id')}"

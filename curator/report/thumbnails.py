@@ -1,4 +1,6 @@
-"""Thumbnails: one decoded frame per example clip (or source video), as a base64 JPEG."""
+"""Thumbnails: one decoded frame per example clip (or source video), as a base64 JPEG;
+for clips with a staged mp4, optionally an animated WebP preview of a few uniformly
+spaced frames (decoded in the same pass)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from curator.report.text import NO_FRAME_REASONS, log
 class Thumb:
     data_uri: str | None  # a JPEG data URI, or None: a placeholder with `note`
     note: str = ""
+    preview: str | None = None  # an animated WebP data URI (clips with a staged mp4, when asked for)
 
 
 class Thumbnailer:
@@ -27,11 +30,11 @@ class Thumbnailer:
         self.cfg = cfg
         self.max_pixels = max_pixels
 
-    def __call__(self, ex: dict[str, Any]) -> Thumb:
+    def __call__(self, ex: dict[str, Any], preview: bool = False) -> Thumb:
         reason = ex.get("reason") if ex.get("status") != OK else None
         try:
             if ex.get("kind") == "clip" and ex.get("clip_uri"):
-                return self._clip(ex)
+                return self._clip(ex, preview)
             if reason in NO_FRAME_REASONS and ex.get("kind") == "video":
                 return Thumb(None, NO_FRAME_REASONS[reason])
             return self._source(ex)
@@ -45,16 +48,27 @@ class Thumbnailer:
         tw = self.cfg.thumb_width
         return tw, even(tw * h / w)
 
-    def _clip(self, ex: dict[str, Any]) -> Thumb:
-        from curator.media.decode import sample_frames
+    def _clip(self, ex: dict[str, Any], preview: bool = False) -> Thumb:
+        from curator.media.decode import iter_frames, sample_frames, uniform_indices
 
         uri = ex["clip_uri"]
         src: Any = storage.local_path(uri) or storage.read_bytes(uri)
-        frames, _ = sample_frames(src, 1, self._size(ex.get("clip_width"), ex.get("clip_height")),
-                                  num_frames=ex.get("clip_frames") or None)
+        size = self._size(ex.get("clip_width"), ex.get("clip_height"))
+        total = ex.get("clip_frames") or sum(1 for _ in iter_frames(src, threads=False))
+        middle = uniform_indices(total, 1)
+        moving = sorted(set(uniform_indices(total, self.cfg.preview_frames))) if preview else []
+        wanted = sorted(set(middle + moving))
+        frames, got = sample_frames(src, len(wanted), size, num_frames=total, indices=wanted)
         if not len(frames):
             return Thumb(None, "no decodable frame")
-        return Thumb(_jpeg(frames[0]))
+        by_index = dict(zip(got, frames))
+        still = by_index[middle[0]] if middle and middle[0] in by_index else frames[len(frames) // 2]
+        anim = None
+        if moving:
+            seconds = float(ex.get("clip_duration_s") or 0.0) or 2.0
+            anim = _webp([by_index[i] for i in moving if i in by_index], self.cfg.preview_width,
+                         1000.0 * seconds / len(moving))
+        return Thumb(_jpeg(still), preview=anim)
 
     def _source(self, ex: dict[str, Any]) -> Thumb:
         uri = ex.get("source_uri")
@@ -113,3 +127,21 @@ def _jpeg(arr: Any) -> str:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=78, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _webp(frames: list[Any], width: int, frame_ms: float) -> str | None:
+    """Frames as a looping animated WebP data URI, `width` pixels wide; None with fewer than 2."""
+    from PIL import Image
+
+    if len(frames) < 2:
+        return None
+    imgs = []
+    for arr in frames:
+        img = Image.fromarray(arr)
+        if img.width != width:
+            img = img.resize((width, max(2, even(width * img.height / img.width))), Image.Resampling.LANCZOS)
+        imgs.append(img)
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="WEBP", save_all=True, append_images=imgs[1:], loop=0, quality=55, method=4,
+                 duration=int(min(500.0, max(80.0, frame_ms))))
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -28,7 +28,9 @@ from curator.deadline import Watchdog
 from curator.listing import Listing, read_part
 from curator.pipeline import Pipeline, PipelineError, StageGroup, StageSpec, group_stages
 from curator.records import Row, to_table
+from curator.runners import capacity
 from curator.runners.base import Runner
+from curator.runners.capacity import RAY_DATA_TASK_CPUS
 from curator.stage import RunContext, Stage
 from curator.storage.config import StorageConfig
 from curator.tracking import StageTracker, where
@@ -41,10 +43,15 @@ def _project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(curator.__file__)))
 
 
+#: whether this process started the Ray it is connected to (an embedded Ray), not joined a cluster
+_STARTED_HERE = False
+
+
 def init_ray(cfg: RunConfig) -> None:
     """Join a cluster (`address`) or start an embedded Ray on this machine."""
     import ray
 
+    global _STARTED_HERE
     if ray.is_initialized():
         return
     # A curation tool should not phone home unless the user says so.
@@ -59,6 +66,7 @@ def init_ray(cfg: RunConfig) -> None:
     address = cluster_address(cfg)
     if address:
         ray.init(address=address, **kwargs)
+        _STARTED_HERE = False
     else:
         # an http(s) RAY_ADDRESS is for job submission (checked in cluster_address): an
         # embedded Ray must not read it
@@ -66,6 +74,7 @@ def init_ray(cfg: RunConfig) -> None:
         try:
             ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
                      runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **kwargs)
+            _STARTED_HERE = True
         finally:
             if saved is not None:
                 os.environ["RAY_ADDRESS"] = saved
@@ -73,6 +82,20 @@ def init_ray(cfg: RunConfig) -> None:
         import signal
 
         signal.signal(signal.SIGTERM, previous)
+
+
+def started_here() -> bool:
+    """Whether this process's ray.init started the Ray it is connected to (an embedded Ray,
+    however it was initialised), rather than joined a cluster."""
+    try:
+        from ray._private import worker
+
+        node = getattr(worker, "_global_node", None)
+        if node is not None and hasattr(node, "ray_init_cluster"):
+            return bool(node.ray_init_cluster)
+    except ImportError:  # pragma: no cover - private module moved: what init_ray recorded
+        pass
+    return _STARTED_HERE
 
 
 def cluster_address(cfg: RunConfig) -> str | None:
@@ -197,33 +220,48 @@ def read_listing_part(item: dict[str, Any], storage_cfg: StorageConfig | None = 
     return read_part(item["uri"])
 
 
-#: CPUs of the tasks Ray Data runs for its own operators (repartitions) between stages
-RAY_DATA_TASK_CPUS = 1.0
-
-
-def fit_actor_cpus(stages: list[StageGroup] | list[Stage], cluster_cpus: float, embedded: bool) -> float:
+def fit_actor_cpus(stages: list[StageGroup] | list[Stage], cluster_cpus: float, fixed_size: bool) -> float:
     """The factor to scale actor CPU reservations by so that every actor pool at its
     minimum size plus the widest task still fits the cluster; otherwise the pools hold all
     CPUs and the task stages between them never run (the job hangs).
 
     The widest task is at least one CPU: Ray Data's own operators between the stages (the
     streaming repartitions) run as 1-CPU tasks, and with less than a CPU left they never
-    start. On an embedded Ray the reservations are scaled down (with a warning); on a
-    cluster, which may autoscale, only a warning is given."""
+    start. On a cluster that cannot grow (an embedded Ray, a fixed-size cluster) the
+    reservations are scaled down (with a warning); on one that may scale up, only a
+    warning is given (see curator.runners.capacity)."""
     pools = sum(s.resources.min_actors * s.resources.num_cpus for s in stages if s.stateful)
     widest_task = max([s.resources.num_cpus for s in stages if not s.stateful] + [RAY_DATA_TASK_CPUS])
     if not pools or pools + widest_task <= cluster_cpus:
         return 1.0
-    if not embedded:
+    if not fixed_size:
         log.warning("actor pools reserve %.1f CPUs at their minimum size and tasks need %.1f more, but the "
                     "cluster has %.1f now; this runs only if the cluster scales up", pools, widest_task, cluster_cpus)
         return 1.0
     room = max(cluster_cpus - widest_task, 0.1 * cluster_cpus)
     factor = room / pools
-    log.warning("actor pools would reserve %.1f of this machine's %.0f CPUs; scaling their reservations by %.2f "
+    log.warning("actor pools would reserve %.1f of the cluster's %.0f CPUs; scaling their reservations by %.2f "
                 "so the task stages can run (set stages.<name>.resources to choose yourself)",
                 pools, cluster_cpus, factor)
     return factor
+
+
+def check_capacity(groups: list[StageGroup], cfg: RunConfig) -> float:
+    """Before anything is scheduled: the actor-CPU scale for this cluster, or a
+    PipelineError with a table when the stages need what the cluster cannot give
+    (curator.runners.capacity); on a cluster that may grow, that table is a warning."""
+    cap = capacity.cluster_capacity(embedded=started_here())
+    scale = fit_actor_cpus(groups, cap.total.get("CPU", 0.0), fixed_size=not cap.scales)
+    problems = capacity.shortfalls(groups, cap, scale)
+    if not problems:
+        return scale
+    table = capacity.format_table(problems, cap)
+    if cap.scales or cfg.wait_for_resources:
+        log.warning("the stages need more than the cluster has now; this runs only once nodes are added:\n%s", table)
+        return scale
+    raise PipelineError("the stages need more than this cluster has, and it cannot grow, so the run would wait "
+                        f"forever:\n{table}\nlower those settings, run on a cluster that has the resources, or set "
+                        "run.wait_for_resources=true if nodes will join")
 
 
 # ----------------------------------------------------------------------- runner
@@ -258,8 +296,7 @@ class RayRunner(Runner):
         ds: Any = ray.data.from_items([{"uri": u} for u in parts], override_num_blocks=len(parts))
         ds = ds.flat_map(read_listing_part, fn_kwargs={"storage_cfg": ctx.config.storage}, num_cpus=0.25)
         groups = group_stages(pipeline.specs, ctx, fuse=self.cfg.fuse_stages)
-        self._actor_cpu_scale = fit_actor_cpus(groups, ray.cluster_resources().get("CPU", 0.0),
-                                               embedded=not self.cfg.address)
+        self._actor_cpu_scale = check_capacity(groups, self.cfg)
         for group in groups:
             ds = self._apply(ds, group, ctx, schema)
         names = set(pipeline.schema.names)

@@ -179,6 +179,11 @@ def test_submit_runs_and_transcode_runs_only_where_nvenc_is(cluster, s3, inputs,
     assert summary["shard_samples"] == summary["clips_kept"] == SMALL_CLIPS * N_SMALL
     tars = [o.uri for o in storage.list_objects(f"{out}/shards/") if o.uri.endswith(".tar")]
     assert tars
+    # Ray's own output went to the run log, uploaded next to the results; the job's log (the
+    # console) names it and has none of it
+    [log_uri] = [o.uri for o in storage.list_objects(f"{out}/logs/") if o.uri.endswith(".log")]
+    assert "Execution plan" in storage.read_bytes(log_uri).decode()
+    assert f"uploaded to {log_uri}" in proc.stdout + proc.stderr and "Execution plan" not in proc.stdout
     names = []
     for uri in tars:
         with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri))) as tar:

@@ -110,3 +110,56 @@ def test_exit_status_says_whether_the_run_did_its_work(tmp_path, media_dir):
 
     proc = curator(*args, "-o", str(tmp_path / "o3"), "--set", "run.max_error_rate=0.8")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # test clusters: no token, no phoning home
+#: what Ray itself prints on a healthy run (its notices, the Ray Data plan, forwarded worker lines)
+RAY_NOISE = ("core_worker", "streaming_executor", "Execution plan", "Token authentication", "Progress bars",
+             "pid=", "(autoscaler", "ray-data", "MapWorker")
+
+
+def test_a_ray_run_keeps_ray_output_in_the_run_log(tmp_path):
+    """Ray's output goes to <output>/logs/<run_id>.log, named once on the console; the
+    console has curator's progress and summary only."""
+    from curator.testing.synth import make_shots_video
+
+    src = tmp_path / "in"
+    make_shots_video(str(src / "a.mp4"), [("testsrc2", 60), ("mandelbrot", 60)], width=160, height=120, fps=25)
+    out = tmp_path / "out"
+    proc = curator("run", "-i", str(src), "-o", str(out), "--set", "stages.order=[]", "--set", "dedup.enabled=false",
+                   "--set", "index.enabled=false", "--set", "run.shard=false", "--set", "stages.split.min_clip_s=1",
+                   env={**os.environ, **RAY_ENV})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    logs = list((out / "logs").glob("*.log"))
+    assert len(logs) == 1
+    assert f"Ray's output goes to the run log: {logs[0]}" in proc.stderr
+    assert "clips:       2 cut, 2 kept" in proc.stdout  # curator's summary
+    assert "1/1 videos (100%)" in proc.stderr  # curator's progress
+    assert [n for n in RAY_NOISE if n in console] == [], console[-3000:]
+    text = logs[0].read_text()
+    assert "Execution plan" in text and "MapWorker" in text  # Ray Data's plan and the split pool's lines
+    assert "INFO curator: stages: ingest -> split" in text  # curator's own log lines too
+
+
+def test_stages_a_cluster_cannot_schedule_fail_fast_with_the_keys_to_lower(tmp_path):
+    """A stage asking for a GPU on a CPU-only embedded Ray: a table and exit 1 within
+    seconds, instead of a job that waits for ever."""
+    from curator.testing.synth import make_shots_video
+
+    src = tmp_path / "in"
+    make_shots_video(str(src / "a.mp4"), [("testsrc2", 30)], width=160, height=120, fps=25)
+    t0 = time.monotonic()
+    proc = curator("run", "-i", str(src), "-o", str(tmp_path / "out"), "--set", "stages.order=[]",
+                   "--set", "stages.split.resources.num_gpus=1", "--set", "run.num_cpus=2",
+                   env={**os.environ, **RAY_ENV})
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert elapsed < 60, elapsed
+    err = proc.stderr
+    assert "cannot grow, so the run would wait forever" in err
+    assert "embedded Ray on this machine: 1 node, 2 CPUs, 0 GPUs" in err
+    assert "split" in err and "GPU" in err and "stages.split.resources.num_gpus=0" in err
+    assert "Traceback" not in err and "core_worker" not in err
+    status = __import__("json").loads((tmp_path / "out" / "progress.json").read_text())
+    assert status["state"] == "failed" and "num_gpus" in status["error"]

@@ -129,3 +129,33 @@ def test_default_config_runs_offline_and_names_the_missing_caption_model(tmp_pat
     clips = [c for c in rows if c["kind"] == "clip" and c["status"] == "ok"]
     assert clips and all(c["embedding_model"] == "perceptual-dct-v1" and len(c["embedding"]) == 512 for c in clips)
     assert all(c.get("caption") is None for c in clips)  # the stage was skipped: no caption column
+
+
+def test_the_binary_captions_through_openai_base_url_with_a_retry(input_dir, tmp_path):
+    """`curator run` with the endpoint backend and no URL in the config: OPENAI_BASE_URL
+    and OPENAI_API_KEY reach the OpenAI SDK; a 500 on one clip's first request is retried."""
+    first = []
+
+    def behaviour(req):
+        if not first:
+            first.append(req.codes[0])
+        return "500" if req.codes[0] == first[0] and req.attempt == 1 else "ok"
+
+    with FakeOpenAIServer(behaviour) as server:
+        r = subprocess.run([sys.executable, "-m", "curator", "run", "-i", str(input_dir), "-o", str(tmp_path / "out"),
+                            "--runner", "local", "--set", "stages.order=[caption]", "--set", "dedup.enabled=false",
+                            "--set", "index.enabled=false", "--set", "stages.split.method=fixed",
+                            "--set", "stages.split.stride_s=2.0", "--set", "stages.split.min_clip_s=1.0",
+                            "--set", "stages.caption.backend=endpoint", "--set", "stages.caption.model=test-vlm",
+                            "--set", "stages.caption.frame_size=[64,48]"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-env-key"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sk-env-key" not in r.stdout + r.stderr
+    clips = [c for c in manifest.read_manifest(str(tmp_path / "out")).to_pylist() if c["kind"] == "clip"]
+    assert len(clips) == 3
+    for c in clips:
+        assert c["caption_error"] is None, c["caption_error"]
+        assert parse_caption(c["caption"])["codes"] == [c["start_frame"] + i for i in uniform_indices(c["clip_frames"], 8)]
+    assert len(server.requests) == 4  # three clips, one of them twice
+    assert {q.authorization for q in server.requests} == {"Bearer sk-env-key"}

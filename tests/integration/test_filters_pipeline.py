@@ -212,7 +212,7 @@ def test_default_pipeline_runs_the_filters_offline(filter_set, tmp_path):
     p = pipeline.build(cfg)
     assert [s.name for s in p.specs] == ["ingest", "split", "transcode", "motion", "quality", "text_overlay", "embed",
                                          "staging"]
-    assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption"}
+    assert {name for name, _ in p.skipped} == {"video_type", "aesthetic", "dover", "caption", "place_tag"}
     execute(p, LocalRunner())
     rows = by_name(manifest_rows(tmp_path / "out"))
     assert rows["text_sub_moving"]["reason"] == "text_overlay"

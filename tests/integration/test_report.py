@@ -131,6 +131,20 @@ def test_report_cli_writes_default_and_explicit_output(run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert str(other) in proc.stdout
     assert other.read_bytes()[:15] == b"<!DOCTYPE html>"
+    # animated WebP previews beside the stills of kept and rejected clips, bounded
+    import base64
+
+    from PIL import Image
+
+    text = other.read_text()
+    previews = re.findall(r'<figure class="thumb[^"]*" data-reason="([^"]*)">(?:(?!</figure>).)*?'
+                          r'<img class="preview" src="data:image/webp;base64,([^"]+)"', text, re.S)
+    reasons = {reason for reason, _ in previews}
+    assert "kept" in reasons and reasons & {"luma/too_dark", "luma/flat"}, reasons
+    assert 0 < len(previews) <= 24
+    for _, b64 in previews:
+        img = Image.open(io.BytesIO(base64.b64decode(b64)))
+        assert img.format == "WEBP" and img.is_animated and img.n_frames > 1 and img.size[0] == 160
     missing = subprocess.run([sys.executable, "-m", "curator", "report", str(tmp_path / "nothing")], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "not a finished run" in missing.stderr

@@ -100,3 +100,37 @@ def test_split_is_an_actor_pool_only_when_it_loads_a_model(method, actor):
     cfg = PipelineConfig()
     ctx = RunContext(cfg, "file:///in", "file:///out", "test", "h")
     assert SplitStage(cfg.stages.split.model_copy(update={"method": method}), ctx).stateful is actor
+
+
+def test_the_manifest_lists_every_detected_shot_with_its_fate(tmp_path):
+    """Through the binary: a 1.2 s shot (too short), a 4 s shot (kept), an 8 s shot (cut
+    at max_clip_s=5 into two clips) and a 2.4 s shot (kept), each on the video row."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from curator.testing.synth import make_shots_video
+
+    cuts = make_shots_video(str(tmp_path / "in" / "s.mp4"), [("testsrc2", 30), ("mandelbrot", 100),
+                                                             ("gradients", 200), ("zoneplate", 60)],
+                            width=160, height=96, fps=25)
+    assert cuts == [30, 130, 330]
+    proc = subprocess.run([sys.executable, "-m", "curator", "run", "-i", str(tmp_path / "in"), "-o",
+                           str(tmp_path / "out"), "--runner", "local", "--set", "stages.order=[]",
+                           "--set", "stages.split.method=scenedetect", "--set", "stages.split.max_clip_s=5",
+                           "--set", "run.shard=false", "--set", "dedup.enabled=false", "--set", "index.enabled=false"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    [video] = df[df.kind == "video"].to_dict("records")
+    shots = list(video["shots"])
+    assert video["num_shots"] == len(shots) == 4
+    starts = [s["start_frame"] for s in shots]
+    assert starts[0] == 0 and all(abs(a - b) <= 2 for a, b in zip(starts[1:], cuts)), starts
+    assert [(s["fate"], s["clips"]) for s in shots] == [("too_short", 0), ("kept", 1), ("cut", 2), ("kept", 1)]
+    assert [s["first_clip"] for s in shots[1:]] == [0, 1, 3] and pd.isna(shots[0]["first_clip"])
+    clips = df[df.kind == "clip"].sort_values("clip_index")
+    assert len(clips) == 4 and clips.start_frame.tolist()[0] == shots[1]["start_frame"]
+    assert clips.end_frame.tolist()[-1] == shots[3]["end_frame"] == 390

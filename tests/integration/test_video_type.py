@@ -122,3 +122,63 @@ def test_video_type_needs_embed_first(tmp_path):
     cfg = PipelineConfig.load(None, ["stages.order=[embed,video_type]"], input=str(tmp_path),
                               output=str(tmp_path / "o"))
     assert "perceptual" in dict(pipeline.build(cfg).skipped)["video_type"][0].describe()
+
+
+def test_the_binary_runs_video_type_only_when_its_model_can_run(tmp_path):
+    """Through `curator run`: with the default perceptual embedding and no head, video_type
+    is named as skipped (with the fix) and writes nothing; a CLIP model named but absent
+    skips it too; once a head for these embeddings is in the model directory, it runs.
+    The default config lists it in stages.order, so a default run skips it the same way."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+
+    from curator import pipeline
+    from curator.testing.synth import make_shots_video
+    from curator.type_head import save_head, train_head
+
+    root = Path(__file__).resolve().parents[2]
+    models = tmp_path / "models"
+    models.mkdir()
+    make_shots_video(str(tmp_path / "in" / "a.mp4"), [("testsrc2", 60), ("mandelbrot", 60)], width=160, height=96)
+    base = ["run", "-i", str(tmp_path / "in"), "--runner", "local", "--set", "stages.order=[embed,video_type]",
+            "--set", "stages.split.method=scenedetect", "--set", "stages.split.min_clip_s=1", "--set", "run.shard=false",
+            "--set", "dedup.enabled=false", "--set", "index.enabled=false", "--set", "stages.video_type.device=cpu"]
+    env = {**__import__("os").environ, "CURATOR_MODEL_DIR": str(models)}
+
+    def curator(out: str, *extra: str):
+        proc = subprocess.run([sys.executable, "-m", "curator", *base, "-o", str(tmp_path / out), *extra], cwd=root,
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        clips = [r for r in pq.read_table(tmp_path / out / "manifest.parquet").to_pylist() if r["kind"] == "clip"]
+        run_doc = yaml.safe_load((tmp_path / out / "config.yaml").read_text())["_run"]
+        return proc, clips, run_doc
+
+    # perceptual embeddings, no head: skipped, with the fix
+    proc, clips, run_doc = curator("o1")
+    assert "\n  video_type" in proc.stderr and "need a CLIP embedding" in proc.stderr
+    assert "curator train-type-head" in proc.stderr
+    assert "video_type" not in run_doc["stages"] and "video_type" in run_doc["skipped"]
+    assert clips and all("video_type" not in c for c in clips)
+    # a CLIP model named but not in the model directory: skipped, with the download command
+    proc, _, run_doc = curator("o2", "--set", "stages.embed.model=open_clip:ViT-B-32/openai")
+    assert "video_type" in run_doc["skipped"] and "curator models download open_clip:ViT-B-32/openai" in proc.stderr
+    # a head trained on these (perceptual) embeddings in the model directory: it runs
+    emb = np.stack([np.asarray(c["embedding"], np.float32) for c in clips])
+    head = train_head(emb, [["nature", "driving"][i % 2] for i in range(len(emb))], ["nature", "driving"], hidden=8,
+                      epochs=5)
+    save_head(str(models / "video_type" / "head.pt"), head, ["nature", "driving"], clips[0]["embedding_model"], 8,
+              emb.shape[1])
+    proc, clips, run_doc = curator("o3")
+    assert "video_type" in run_doc["stages"] and "video_type" not in json.dumps(run_doc.get("skipped") or {})
+    assert clips and all(c["video_type"] in {"nature", "driving"} for c in clips)
+    # the default config has it in stages.order: without a head it is skipped, not run
+    cfg = PipelineConfig.load(None, [f"models.dir={tmp_path / 'empty-models'}"], input=str(tmp_path / "in"),
+                              output=str(tmp_path / "o4"))
+    assert "video_type" in cfg.stages.order and cfg.stages.video_type.enabled
+    built = pipeline.build(cfg)
+    assert "video_type" in dict(built.skipped) and "video_type" not in [s.name for s in built.specs]

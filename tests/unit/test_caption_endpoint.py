@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pytest
 
 from curator.config import PipelineConfig
@@ -172,3 +173,48 @@ def test_rate_limit_applies_to_the_endpoint(clips):
         elapsed = time.monotonic() - t0
     assert all(r["caption"] for r in out)
     assert elapsed >= 0.3 - 0.01  # 4 requests at 10/s: the last starts 0.3 s after the first
+
+
+def test_a_500_then_a_200_is_one_caption_after_a_retry(clips):
+    """The SDK retries the 500; the clip gets its caption and the backend counts 2 attempts."""
+    from curator.models.vlm import CaptionJob, EndpointBackend
+
+    with FakeOpenAIServer(lambda req: "500" if req.attempt == 1 else "ok") as server:
+        stage = make_stage(server.url, **{"endpoint.retries": 1})
+        [row] = stage.process([clip_row(0, clips[0])])
+        assert row["caption_error"] is None and parse_caption(row["caption"])["codes"] == expected_codes(0)
+        assert [r.attempt for r in server.requests] == [1, 2]
+
+        backend = EndpointBackend(stage.config)
+        frames = np.stack([coded.code_frame(v, 64, 48) for v in (4000, 4001)])  # new images: attempt 1 again
+        result = backend.caption_one(CaptionJob("k", frames, [0, 1]))
+        backend.close()
+    assert result.ok and result.attempts == 2, result
+
+
+def test_openai_base_url_and_key_come_from_the_environment(clips, monkeypatch):
+    """No endpoint.url / api_key_env in the config: OPENAI_BASE_URL and OPENAI_API_KEY."""
+    cfg = PipelineConfig.load(overrides=["stages.caption.backend=endpoint", "stages.caption.model=test-vlm"])
+    ctx = RunContext(config=cfg, input_uri="file:///in", output_uri="file:///out", run_id="t", config_hash="h")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    [req] = CaptionStage(cfg.stages.caption, ctx).requirements()
+    assert "OPENAI_BASE_URL" in req.describe()
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+        stage = CaptionStage(cfg.stages.caption, ctx)
+        assert stage.requirements() == []
+        [row] = stage.process([clip_row(1, clips[1])])
+        monkeypatch.delenv("OPENAI_API_KEY")
+        [row2] = CaptionStage(cfg.stages.caption, ctx).process([clip_row(2, clips[2])])
+    assert parse_caption(row["caption"])["codes"] == expected_codes(1)
+    assert parse_caption(row2["caption"])["codes"] == expected_codes(2)
+    assert [r.authorization for r in server.requests] == ["Bearer sk-from-env", None]
+
+
+def test_a_full_chat_completions_url_is_accepted(clips):
+    with FakeOpenAIServer() as server:
+        stage = make_stage(server.url + "/chat/completions/")
+        [row] = stage.process([clip_row(0, clips[0])])
+    assert row["caption"] and len(server.requests) == 1

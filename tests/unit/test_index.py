@@ -224,3 +224,19 @@ def test_text_search_without_the_weights_names_the_model_and_the_download(tmp_pa
     _, ix = indexed_run(tmp_path, planted(3, d=512), model="open_clip:ViT-B-32/openai")
     with pytest.raises(index.SearchError, match=r"open_clip:ViT-B-32/openai.*curator models download"):
         index.text_vector(index.read_meta(ix), "museum interiors", str(tmp_path / "empty-models"))
+
+
+@pytest.mark.unit
+def test_index_writes_to_dash_o_and_the_old_spelling_still_works(tmp_path):
+    """`-o/--output` is where `curator index` writes (as in every command); `--index`,
+    its former name, still works with a deprecation note."""
+    write_run(storage.normalize(str(tmp_path / "run")), "vidA", planted(4))
+    proc = subprocess.run([sys.executable, "-m", "curator", "index", str(tmp_path / "run"), "-o",
+                           str(tmp_path / "ix1")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 clips added" in proc.stdout and (tmp_path / "ix1").is_dir() and "deprecated" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "curator", "index", str(tmp_path / "run"), "--index",
+                           str(tmp_path / "ix2")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 clips added" in proc.stdout and (tmp_path / "ix2").is_dir()
+    assert "--index is deprecated, use -o/--output" in proc.stderr

@@ -2,11 +2,12 @@ import io
 import json
 import tarfile
 
+import pyarrow as pa
 import pytest
 
 from curator.config import PipelineConfig, ShardConfig
 from curator.phases.shard import bucket_of, plan
-from curator.records import clip_id_for, safe_name, video_id_for
+from curator.records import SHOT, clip_id_for, safe_name, video_id_for
 from curator.stage import RunContext
 from stages.split import make_spans
 
@@ -41,6 +42,24 @@ def test_spans_when_equal_pieces_would_be_too_short():
     times = [i / fps for i in range(35)]
     spans = make_spans([(0, 35)], times, fps, min_s=2.0, max_s=3.0)  # 3.5 s: halves would be 1.75 s
     assert [(s["start_frame"], s["end_frame"]) for s in spans] == [(0, 30)]
+
+
+def test_every_detected_shot_is_recorded_with_its_fate():
+    from stages.split import plan_shots
+
+    fps = 10.0
+    times = [i / fps for i in range(1000)]
+    shots = [(0, 15), (15, 45), (45, 1000), (1000, 1010)]  # 1.5 s, 3 s, 95.5 s, past the last frame
+    spans, recs = plan_shots(shots, times, fps, min_s=2.0, max_s=60.0)
+    assert [(r["start_frame"], r["end_frame"], r["fate"], r["clips"], r["first_clip"]) for r in recs] == [
+        (0, 15, "too_short", 0, None), (15, 45, "kept", 1, 0), (45, 1000, "cut", 2, 1), (1000, 1010, "empty", 0, None)]
+    assert recs[2]["start_s"] == 4.5 and recs[2]["end_s"] == 100.0 and recs[3]["start_s"] is None
+    assert spans == make_spans(shots, times, fps, min_s=2.0, max_s=60.0)
+    # the records fit the manifest's column type
+    pa.array(recs, type=SHOT)
+    # pieces of max_s whose remainder is too short: the shot is cut, the remainder dropped
+    _, [rec] = plan_shots([(0, 35)], times[:35], fps, min_s=2.0, max_s=3.0)
+    assert (rec["fate"], rec["clips"], rec["first_clip"]) == ("cut", 1, 0)
 
 
 def test_bucket_names():
@@ -87,7 +106,7 @@ def test_shard_tar_is_byte_identical_across_writes(tmp_path):
     assert "timings" not in meta and meta["clip_id"] == "v-00001"
 
 
-def test_actor_pools_are_fitted_to_an_embedded_ray():
+def test_actor_pools_are_fitted_to_a_cluster_that_cannot_grow():
     from curator.config import PipelineConfig
     from curator.runners.ray import fit_actor_cpus
     from curator.stage import RunContext, Stage
@@ -101,13 +120,13 @@ def test_actor_pools_are_fitted_to_an_embedded_ray():
     cfg = PipelineConfig()
     ctx = RunContext(cfg, "file:///i", "file:///o", "r", "h")
     stages = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.transcode, ctx)]
-    assert fit_actor_cpus(stages, 8, embedded=True) == 1.0
-    factor = fit_actor_cpus(stages, 2, embedded=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
+    assert fit_actor_cpus(stages, 8, fixed_size=True) == 1.0
+    factor = fit_actor_cpus(stages, 2, fixed_size=True)  # 2 pools x 1 CPU + a 1-CPU task on 2 CPUs
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
-    assert fit_actor_cpus(stages, 2, embedded=False) == 1.0  # a cluster may scale up
+    assert fit_actor_cpus(stages, 2, fixed_size=False) == 1.0  # a cluster that may scale up
     # only half-CPU tasks between the pools: still a whole CPU left for Ray Data's repartitions
     small = [Pool(cfg.stages.split, ctx), Pool(cfg.stages.split, ctx), Task(cfg.stages.ingest, ctx)]
-    factor = fit_actor_cpus(small, 2, embedded=True)
+    factor = fit_actor_cpus(small, 2, fixed_size=True)
     assert 2 * factor + 1.0 <= 2.0 + 1e-9
 
 

@@ -194,3 +194,47 @@ def test_histogram_bins_and_threshold_line():
 def test_missing_manifest_is_a_clear_error(bucket):
     with pytest.raises(ReportError, match="not a finished run"):
         render(f"{bucket}/nothing")
+
+
+def _webps(text: str) -> list[bytes]:
+    import base64
+
+    return [base64.b64decode(b) for b in re.findall(r'<img class="preview" src="data:image/webp;base64,([^"]+)"', text)]
+
+
+def test_animated_previews_of_kept_and_rejected_clips_are_bounded(bucket, clip_bytes):
+    """Each kept and rejected clip with a staged mp4 gets an animated WebP beside its still,
+    up to report.max_previews for the page: about half for kept clips, the rest over the
+    reject reasons in turn."""
+    import io
+
+    from PIL import Image
+
+    run = f"{bucket}/previews"
+    staged = f"{run}/staging/clips/v/v.mp4"
+    storage.write_bytes(staged, clip_bytes)
+    rows = [_clip(i, "v", clip_uri=staged) for i in range(4)]
+    rows += [_clip(4 + i, "v", "rejected", stage="quality", reason="blurry" if i == 3 else "too_dark", detail="x",
+                   clip_uri=staged) for i in range(4)]
+    _write_run(run, rows, BASE_SCHEMA)
+
+    text = render(run, ReportConfig(preview_frames=6, preview_width=48))
+    webps = _webps(text)
+    assert len(webps) == 8  # every kept and rejected example
+    for data in webps:
+        img = Image.open(io.BytesIO(data))
+        assert img.format == "WEBP" and img.is_animated and img.n_frames > 1 and img.size[0] == 48
+    assert "Animated previews (6 frames across the clip) for 4 of them" in text
+
+    text = render(run, ReportConfig(max_previews=3))
+    by_reason: dict[str, int] = {}
+    for _, reason, inner in _figures(text):
+        by_reason[reason] = by_reason.get(reason, 0) + ('class="preview"' in inner)
+    # 2 kept, then round the reasons, the most frequent first
+    assert by_reason == {"kept": 2, "quality/too_dark": 1, "quality/blurry": 0}
+    assert "the page holds at most 3 (report.max_previews)" in text
+    text = render(run, ReportConfig(max_previews=5))
+    assert len(_webps(text)) == 5 and 'data-reason="quality/blurry"><img src="data:image/jpeg' in text
+    blurry = [inner for _, reason, inner in _figures(text) if reason == "quality/blurry"]
+    assert len(blurry) == 1 and 'class="preview"' in blurry[0]  # kept 3, too_dark 1, blurry 1
+    assert _webps(render(run, ReportConfig(max_previews=0))) == []

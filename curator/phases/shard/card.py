@@ -23,6 +23,8 @@ class ManifestStats:
     kept: int = 0
     rejects: Counter[str] = field(default_factory=Counter)  # "kind: stage/reason"
     checks: dict[tuple[str, str, str, float | None], list[int]] = field(default_factory=dict)  # -> [passed, failed]
+    #: kept generated clips per (generator, gen_model) -> [clips, seconds]
+    generators: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     def tally(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Count every row, pass on kept clips (with a staged mp4)."""
@@ -38,6 +40,11 @@ class ManifestStats:
                 self.rejects[f"{r['kind']}: {r.get('stage')}/{r.get('reason')}"] += 1
             elif r["kind"] == "clip" and r.get("clip_uri"):
                 self.kept += 1
+                if r.get("origin") == "generated":
+                    g = self.generators.setdefault((str(r.get("generator") or "-"), str(r.get("gen_model") or "-")),
+                                                   [0, 0.0])
+                    g[0] += 1
+                    g[1] += float(r.get("clip_duration_s") or 0.0)
                 yield r
 
 
@@ -105,6 +112,7 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
             for reason, n in sorted(st.left_out.items()):
                 L.append(f"\n{n} clips gave no sample: {reason}.")
         L.append("")
+    L += provenance_section(cfg, planner, stats)
     if cfg.profile.count("tokenizer"):
         t = cfg.tokenizer
         L += ["## Tokenizer profile", "",
@@ -162,6 +170,31 @@ def card(indexes: dict[tuple[str, str], dict[str, Any]], cfg: ShardConfig, plann
           "```", "",
           "Any webdataset reader also works: each tar is a plain webdataset shard.", ""]
     return "\n".join(L)
+
+
+def provenance_section(cfg: ShardConfig, planner: Planner, stats: ManifestStats) -> list[str]:
+    """Real vs generated clips and hours per split, and the generators and models used."""
+    origins = planner.selection.origins
+    if not any(o.get("generated") for o in origins.values()) and not stats.generators:
+        return []
+    L = ["## Provenance: real and generated footage", "",
+         "Generated clips (`origin` = generated) came from `curator generate`; each sample's json names its "
+         "`generator`, `gen_model`, `prompt`, `seed`, `target_cell` and `condition_clip`."
+         + (f" At most {cfg.max_generated_fraction:g} of a split's clips per bucket are generated "
+            "(`shard.max_generated_fraction`)." if cfg.max_generated_fraction is not None else ""), ""]
+    rows = []
+    for split in cfg.splits:
+        o = origins.get(split, {})
+        real, gen = o.get("real", [0, 0.0]), o.get("generated", [0, 0.0])
+        total = real[0] + gen[0]
+        rows.append([f"`{split}`", int(real[0]), f"{real[1] / 3600:.4f}", int(gen[0]), f"{gen[1] / 3600:.4f}",
+                     f"{gen[0] / total:.1%}" if total else "-"])
+    L += _table(["split", "real clips", "real hours", "generated clips", "generated hours", "generated share"], rows)
+    if stats.generators:
+        L += ["", "Generators and models of the kept generated clips:", ""]
+        L += _table(["generator", "model", "clips", "hours"],
+                    [[g, m, int(v[0]), f"{v[1] / 3600:.4f}"] for (g, m), v in sorted(stats.generators.items())])
+    return L + [""]
 
 
 def latent_table(doc: dict[str, Any], tokenizer_doc: dict[str, Any] | None) -> list[str]:

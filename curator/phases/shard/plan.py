@@ -18,13 +18,14 @@ from typing import Any, Iterable, Iterator
 from curator import where
 from curator.config import ShardConfig, SplitRules
 from curator.media import windows as win
+from curator.records import GENERATED, REAL
 from curator.rundir import SHARD_CARD, SHARD_INDEX
 
 log = logging.getLogger(__name__)
 
 #: manifest columns that never go into a sample's json: bytes, per-run timings, video-only
 #: columns, and the staging location (so shards do not depend on where the run wrote)
-JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots"}
+JSON_EXCLUDE = {"timings", "finished_at", "clip_uri", "mp4", "video_bytes", "spans", "num_clips", "split_method", "num_shots", "shots"}
 
 PROFILES = ("wfm", "tokenizer", "latent")
 WINDOWED = ("tokenizer", "latent")  # profiles whose samples are tokenizer windows
@@ -86,14 +87,19 @@ class Selection:
     and caps count the clips admitted so far, so `type_max_fraction` holds at every point
     of the pass, and the outcome depends only on the manifest (deterministic)."""
 
-    def __init__(self, splits: dict[str, SplitRules], columns: Iterable[str] | None = None):
+    def __init__(self, splits: dict[str, SplitRules], columns: Iterable[str] | None = None,
+                 max_generated_fraction: float | None = None):
         self.splits = splits
+        self.max_generated_fraction = max_generated_fraction
         self.conditions = {name: [(w, where.parse_rule(w)) for w in rules.where] for name, rules in splits.items()}
         if columns is not None:
             self.validate(set(columns))
         self.admitted: dict[str, int] = Counter()
         self.by_type: dict[str, Counter[str]] = {n: Counter() for n in splits}
         self.by_bucket: dict[str, Counter[str]] = {n: Counter() for n in splits}
+        self.generated: dict[str, Counter[str]] = {n: Counter() for n in splits}  # split -> bucket -> generated
+        #: split -> origin ('real' | 'generated') -> [clips, seconds] selected (the card's provenance table)
+        self.origins: dict[str, dict[str, list[float]]] = {n: {} for n in splits}
         self.considered = 0
         self.refused: dict[str, Counter[str]] = {n: Counter() for n in splits}  # split -> reason -> clips
 
@@ -117,6 +123,12 @@ class Selection:
             self.admitted[name] += 1
             self.by_bucket[name][bucket] += 1
             self.by_type[name][str(row.get(rules.type_column))] += 1
+            origin = str(row.get("origin") or REAL)
+            if origin == GENERATED:
+                self.generated[name][bucket] += 1
+            tally = self.origins[name].setdefault(origin, [0, 0.0])
+            tally[0] += 1
+            tally[1] += float(row.get("clip_duration_s") or 0.0)
         return out
 
     def _refusal(self, name: str, rules: SplitRules, row: dict[str, Any], bucket: str) -> str | None:
@@ -129,6 +141,10 @@ class Selection:
         if kind in rules.type_max_fraction:
             if self.by_type[name][kind] + 1 > rules.type_max_fraction[kind] * (self.admitted[name] + 1) + 1e-9:
                 return f"type_max_fraction: {kind}"
+        frac = self.max_generated_fraction
+        if frac is not None and row.get("origin") == GENERATED:
+            if self.generated[name][bucket] + 1 > frac * (self.by_bucket[name][bucket] + 1) + 1e-9:
+                return f"max_generated_fraction: {bucket}"
         cap = rules.bucket_caps.get(bucket, rules.bucket_max)
         if cap is not None and self.by_bucket[name][bucket] + 1 > cap:
             return f"bucket cap: {bucket}"
@@ -199,7 +215,7 @@ class Planner:
         """`latent`: what identifies the latent profile's encoder in the plan's digest (model,
         revision, ...; :func:`curator.phases.shard.latent.identity`); default: the config's."""
         self.cfg = cfg
-        self.selection = Selection(cfg.splits, columns)
+        self.selection = Selection(cfg.splits, columns, cfg.max_generated_fraction)
         self.stats: dict[tuple[str, str], ProfileStats] = {
             (s, p): ProfileStats() for s in cfg.splits for p in cfg.profile}
         self.clips = 0  # distinct clips with a sample in some split and profile
