@@ -237,9 +237,11 @@ def like_vector(meta: IndexMeta, clip_id: str) -> np.ndarray:
     raise SearchError(f"clip {clip_id!r} is not in the index at {storage.display(meta.uri)}")
 
 
-def text_vector(meta: IndexMeta, text: str, model_dir: str, trust_remote_code: bool = False) -> np.ndarray:
+def text_vector(meta: IndexMeta, text: str, model_dir: str, trust_remote_code: bool = False,
+                endpoint: Any = None) -> np.ndarray:
     """The text embedding of a query, by the text tower of the model the index was built with
-    (open_clip, or an hf-video model; `trust_remote_code` lets a model run its repository's code)."""
+    (open_clip, an hf-video model — `trust_remote_code` lets it run its repository's code — or an
+    embeddings endpoint: `endpoint` is stages.embed.endpoint)."""
     from curator.media.perceptual import NAME as PERCEPTUAL
 
     model = meta.model
@@ -251,6 +253,18 @@ def text_vector(meta: IndexMeta, text: str, model_dir: str, trust_remote_code: b
     if not model:
         raise SearchError("the index names no embedding model; text search needs the CLIP model its clips were "
                           "embedded with")
+    if model.startswith("endpoint:"):  # the embeddings server the clips were embedded by
+        from curator.config import EmbedEndpointConfig
+        from curator.models.embed_endpoint import EndpointEmbedder
+
+        try:
+            emb = EndpointEmbedder(model, endpoint or EmbedEndpointConfig())
+            try:
+                return emb.encode_text([text])[0].astype(np.float32)
+            finally:
+                emb.close()
+        except Exception as exc:
+            raise SearchError(f"text search through {model}: {type(exc).__name__}: {exc}") from None
     if model.startswith("hf-video:"):  # a transformers video-text model: its own text tower
         from curator.models import hf_video
 

@@ -12,6 +12,9 @@ Backends (``stages.embed.model``):
   InternVideo2; :mod:`curator.models.hf_video`): the model's frame count of uniformly spaced
   frames, its processor's preprocessing, its video tower; one unit-norm vector per clip in
   the space of its text tower (``curator search "text"`` uses that tower).
+* ``endpoint:<server model>`` — an OpenAI-compatible ``/v1/embeddings`` server
+  (:mod:`curator.models.embed_endpoint`): each of ``num_frames`` frames as an image request,
+  mean-pooled, unit norm; its text embeddings answer text search.
 
 Columns: ``embedding`` (list<float16>) and ``embedding_model``. A clip that cannot be
 decoded stops here with status ``error`` (reason ``embed_failed``): dedup needs a vector
@@ -54,12 +57,25 @@ class EmbedStage(Stage):
     def requirements(self) -> list[Requirement]:
         if self.config.model == "perceptual":
             return []
+        if self.config.model.startswith("endpoint:"):
+            import os
+
+            if self.config.endpoint.url or os.environ.get("OPENAI_BASE_URL"):
+                return []
+            return [Requirement("embed endpoint has no URL", fix="set stages.embed.endpoint.url=http://HOST:PORT/v1")]
         req = registry.requirement(self.config.model, self.ctx.model_dir, "stage embed")
         return [req] if req else []
 
     def setup(self) -> None:
         self.clip: Any = None
         if self.config.model != "perceptual":
+            if self.config.model.startswith("endpoint:"):
+                from curator.models.embed_endpoint import EndpointEmbedder
+
+                self.clip = EndpointEmbedder(self.config.model, self.config.endpoint)
+                self.num_frames = self.config.num_frames
+                self.model_id = self.config.model
+                return
             if self.config.model.startswith("hf-video:"):
                 from curator.models import hf_video
 
@@ -87,8 +103,10 @@ class EmbedStage(Stage):
         ok: list[Row] = []
         for row in rows:
             try:
-                w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
-                arr, _ = sample_clip_frames(row, self.num_frames, (w, h))
+                size = None
+                if hasattr(self.clip, "decode_size"):  # an endpoint model gets the frames as coded
+                    size = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
+                arr, _ = sample_clip_frames(row, self.num_frames, size)
                 frames.append(arr)
                 ok.append(row)
             except Exception as exc:

@@ -144,18 +144,31 @@ class StagingConfig(_Model):
     resources: Resources = _res(num_cpus=0.25, batch_size=4)
 
 
+class EmbedEndpointConfig(_Model):
+    url: str | None = Field(None, description="endpoint: OpenAI-compatible base URL serving /embeddings "
+                                              "(unset: OPENAI_BASE_URL).")
+    api_key_env: str | None = Field(None, description="endpoint: the environment variable holding the API key "
+                                                      "(unset: OPENAI_API_KEY).")
+    concurrency: int = Field(8, ge=1, le=1024, description="endpoint: requests in flight per worker.")
+    timeout_s: float = Field(60.0, gt=0, description="endpoint: per-request timeout in seconds.")
+    retries: int = Field(3, ge=0, description="endpoint: the OpenAI SDK's retries (5xx, 408/409/429, timeouts).")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="endpoint: JPEG quality of the frames sent.")
+
+
 class EmbedConfig(StageConfig):
     model: str = Field(
         "perceptual",
         description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline), "
                     "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) or 'hf-video:<org>/<name>[@rev]' "
                     "(a transformers video-text model: X-CLIP, Cosmos-Embed1, InternVideo2) read from the model "
-                    "directory.",
+                    "directory, or 'endpoint:<server model>' (an OpenAI-compatible /v1/embeddings server: "
+                    "stages.embed.endpoint).",
     )
     num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip; hf-video "
                                                          "models whose config names no frame count).")
     trust_remote_code: bool = Field(False, description="hf-video: run the model code its repository ships "
                                                        "(InternVideo2, Cosmos-Embed1).")
+    endpoint: EmbedEndpointConfig = Field(default_factory=EmbedEndpointConfig)
     forward_batch_size: int = Field(
         64, ge=1, description="Frames per forward pass of the image tower (clips per call is resources.batch_size)."
     )
@@ -169,8 +182,10 @@ class EmbedConfig(StageConfig):
     @classmethod
     def _model_name(cls, v: str) -> str:
         if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]) \
-                and not (v.startswith("hf-video:") and "/" in v[len("hf-video:"):]):
-            raise ValueError("must be 'perceptual', 'open_clip:<arch>/<pretrained>' or 'hf-video:<org>/<name>'")
+                and not (v.startswith("hf-video:") and "/" in v[len("hf-video:"):]) \
+                and not (v.startswith("endpoint:") and len(v) > len("endpoint:")):
+            raise ValueError("must be 'perceptual', 'open_clip:<arch>/<pretrained>', 'hf-video:<org>/<name>' "
+                             "or 'endpoint:<server model>'")
         return v
 
 

@@ -76,6 +76,20 @@ def parse_caption(text: str) -> dict[str, Any]:
     return out
 
 
+EMBED_DIM = 16
+
+
+def text_embedding(text: str) -> list[float]:
+    """The vector the server's /embeddings gives a text: a fixed function of its bytes."""
+    raw = hashlib.sha256(text.encode()).digest()
+    return [(b - 127.5) / 127.5 for b in raw[:EMBED_DIM]]
+
+
+def image_embedding(code: int) -> list[float]:
+    """The vector it gives an image carrying `code`: the code's 16 bits as +-1."""
+    return [1.0 if code >> (EMBED_DIM - 1 - k) & 1 else -1.0 for k in range(EMBED_DIM)]
+
+
 class FakeOpenAIServer(BackgroundHTTPServer):
     def __init__(self, behaviour: Behaviour | None = None, *, latency_s: float = 0.0, hang_s: float = 5.0,
                  decode_images: bool = True, answer: Callable[[SeenRequest], str] | None = None,
@@ -164,6 +178,36 @@ class FakeOpenAIServer(BackgroundHTTPServer):
                            temperature=doc.get("temperature"), top_p=doc.get("top_p"), authorization=auth,
                            extra={k: v for k, v in doc.items() if k not in known}, videos=videos)
 
+    def _embeddings(self, h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        """``POST /v1/embeddings``: ``input`` texts (the OpenAI form) or one ``messages`` turn with
+        an image (vLLM's multimodal form): :func:`text_embedding` / :func:`image_embedding`."""
+        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            doc = json.loads(h.rfile.read(length))
+            if "messages" in doc:
+                req = self._parse(doc, h.headers.get("Authorization"))
+                if len(req.codes) != 1:
+                    raise ValueError(f"one image per request, got {len(req.codes)}")
+                vecs = [image_embedding(req.codes[0])]
+            else:
+                inp = doc["input"]
+                texts = [inp] if isinstance(inp, str) else list(inp)
+                req = SeenRequest(model=doc.get("model", ""), prompt="\n".join(texts), codes=[], sizes=[], formats=[],
+                                  digest="", attempt=1, authorization=h.headers.get("Authorization"))
+                vecs = [text_embedding(t) for t in texts]
+        except Exception as exc:
+            return 400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode()
+        with self.lock:
+            self.requests.append(req)
+        if self.jitter_s:
+            with self.lock:
+                delay = self._rng.random() * self.jitter_s
+            time.sleep(delay)
+        body = {"object": "list", "model": doc.get("model", ""),
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        return 200, json.dumps(body).encode()
+
     def _reply(self, h: BaseHTTPRequestHandler, code: int, body: bytes) -> None:
         try:
             h.send_response(code)
@@ -188,6 +232,8 @@ class FakeOpenAIServer(BackgroundHTTPServer):
         self._reply(h, code, body)
 
     def _respond(self, h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        if h.path.rstrip("/").endswith("/embeddings"):
+            return self._embeddings(h)
         if not h.path.rstrip("/").endswith("/chat/completions"):
             return 404, b'{"error": {"message": "not found"}}'
         length = int(h.headers.get("Content-Length") or 0)
