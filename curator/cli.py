@@ -81,24 +81,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from curator.progress import Progress
     from curator.runners import make_runner
 
-    run_over: dict[str, Any] = {}
-    if args.address:
-        run_over["address"] = args.address
-    if args.runner:
-        run_over["runner"] = args.runner
-    if args.only_failed:
-        run_over["only_failed"] = True
-    cfg = _load(args, input=args.input, output=args.output)
-    if run_over:
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    cfg = _run_config_of(args)
     _setup_logging(cfg.run.log_level)
     pipeline = pl.build(cfg)
     if pipeline.skipped:
         print("[curator] " + pipeline.skipped_table(), file=sys.stderr)
     runner = make_runner(cfg)
     _stop_on_sigterm()
+    notify = lambda line: print(f"[curator] {line}", file=sys.stderr)  # noqa: E731
     if not runner.distributed:
-        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s))
+        summary = execute(pipeline, runner, force=args.force, progress=Progress(interval_s=cfg.run.progress_interval_s),
+                          notify=notify)
     else:
         from curator.rundir import RunDir
         from curator.runlog import ray_output_to_log
@@ -108,9 +101,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ray_output_to_log(RunDir.of(pipeline.ctx.output_uri, cfg.storage), pipeline.ctx.run_id) as runlog:
             print(f"[curator] Ray's output goes to the run log: {runlog.where()}", file=runlog.console)
             summary = execute(pipeline, runner, force=args.force,
-                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s))
+                              progress=Progress(stream=runlog.console, interval_s=cfg.run.progress_interval_s),
+                              notify=lambda line: print(f"[curator] {line}", file=runlog.console))
     print(summary.format())
     return run_status(summary, cfg)
+
+
+def _selection(args: argparse.Namespace) -> list[str]:
+    """--limit / --sample / --seed as the config keys they set (validated with the config)."""
+    out = []
+    for flag, key in (("limit", "run.limit"), ("sample", "run.sample"), ("seed", "run.sample_seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out
+
+
+def _run_config_of(args: argparse.Namespace, **extra: Any) -> PipelineConfig:
+    """The config of `curator run` / `plan`: file < --set < the run flags."""
+    run_over: dict[str, Any] = {}
+    if getattr(args, "address", None):
+        run_over["address"] = args.address
+    if args.runner:
+        run_over["runner"] = args.runner
+    if getattr(args, "only_failed", False):
+        run_over["only_failed"] = True
+    args.overrides = list(args.overrides) + _selection(args)
+    cfg = _load(args, input=args.input, output=getattr(args, "output", None), input_list=args.input_list, **extra)
+    if run_over:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update=run_over)})
+    return cfg
 
 
 #: `curator run` exit statuses beyond 0 (done), 1 (error), 2 (bad config), 130 (Ctrl-C), 143 (stopped)
@@ -121,8 +141,10 @@ EXIT_TOO_MANY_ERRORS = 4
 def run_status(summary: Any, cfg: PipelineConfig) -> int:
     """0 when the run did its work within run.max_error_rate; else a status and one line."""
     if summary.videos == 0:
-        print(f"curator: no input videos under {cfg.input} (extensions: {', '.join(cfg.stages.ingest.extensions)}); "
-              "check the path or prefix", file=sys.stderr)
+        where = (f"in the input list {cfg.input_list}" if cfg.input_list else
+                 f"under {cfg.input} (extensions: {', '.join(cfg.stages.ingest.extensions)})")
+        trial = f"; run.sample={cfg.run.sample:g} kept none of them" if cfg.run.sample else ""
+        print(f"curator: no input videos {where}{trial}; check the path or prefix", file=sys.stderr)
         return EXIT_NO_INPUT
     if summary.error_rate > cfg.run.max_error_rate:
         print(f"curator: {summary.videos_failed} of {summary.videos} videos failed ({summary.error_rate:.0%}), "
@@ -132,11 +154,32 @@ def run_status(summary: Any, cfg: PipelineConfig) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from curator import plan
+    from curator.progress import Progress
+
+    cfg = _run_config_of(args)
+    # the trial's own INFO lines (its temporary output, its index) would only confuse
+    _setup_logging("WARNING" if cfg.run.log_level.upper() == "INFO" else cfg.run.log_level)
+    if args.sample_videos < 0 or args.probe_videos < 1:
+        print("curator: --sample-videos must be >= 0 and --probe-videos >= 1", file=sys.stderr)
+        return 2
+    result = plan.make_plan(cfg, sample_videos=args.sample_videos, probe_videos=args.probe_videos,
+                            progress=Progress(interval_s=cfg.run.progress_interval_s),
+                            say=lambda line: print(f"[curator] {line}", file=sys.stderr))
+    print(result.format())
+    if args.json:
+        plan.write_json(result, args.json)
+        print(f"json:        {args.json}")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from curator import jobs
 
-    cfg = jobs.load_checked(args.config, args.overrides, input=args.input, output=args.output)
-    job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=args.overrides, force=args.force,
+    overrides = list(args.overrides) + _selection(args)
+    cfg = jobs.load_checked(args.config, overrides, input=args.input, output=args.output, input_list=args.input_list)
+    job_id = jobs.submit(args.address, cfg, config_file=args.config, overrides=overrides, force=args.force,
                          only_failed=args.only_failed, runner=args.runner, env_names=args.env,
                          upload_code=args.code == "upload", job_id=args.job_id)
     if not args.wait:
@@ -416,7 +459,7 @@ def cmd_train_tag_head(args: argparse.Namespace) -> int:
     if not 0 <= args.holdout < 1:
         print("curator: --holdout must be within [0, 1)", file=sys.stderr)
         return 2
-    print(train_tag_head_cli(args.run, args.labels, cfg, out=args.out, epochs=args.epochs, holdout=args.holdout))
+    print(train_tag_head_cli(args.run, args.labels, cfg, out=args.output, epochs=args.epochs, holdout=args.holdout))
     return 0
 
 
@@ -511,6 +554,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
     storage.configure(cfg.storage)
+    if not args.output:
+        print("curator: generate needs -o/--output URI (the run folder of the generated footage)", file=sys.stderr)
+        return 2
     if args.index and args.run:
         print("curator: give --index or --run, not both", file=sys.stderr)
         return 2
@@ -556,9 +602,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ parser
+def _input_args(p: argparse.ArgumentParser) -> None:
+    """Which inputs: `curator run`, `submit` and `plan` take the same ones."""
+    p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
+    p.add_argument("--input-list", metavar="FILE",
+                   help="the inputs from a file instead: text (one URI per line), or CSV / Parquet with a 'uri' "
+                        "column whose other columns go into the manifest (sets input_list)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N inputs, in listing order (run.limit)")
+    p.add_argument("--sample", type=float, metavar="FRACTION",
+                   help="a deterministic fraction of the inputs, e.g. 0.05 (run.sample; same subset every time)")
+    p.add_argument("--seed", type=int, help="seed of --sample's selection (run.sample_seed, default 0)")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     """The options of a run: `curator run` and `curator submit` take the same ones."""
-    p.add_argument("--input", "-i", help="folder or bucket prefix of raw videos (file path, s3://, gs://, az://)")
+    _input_args(p)
     _output_arg(p, "URI", "the run folder: a folder or bucket prefix for the clips, manifest and shards")
     p.add_argument("--runner", choices=["ray", "local"], help="override run.runner")
     p.add_argument("--force", action="store_true", help="redo everything, ignoring finished work in the output")
@@ -595,6 +653,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload this curator as py_modules (default), or use the one installed in the cluster image")
     p.add_argument("--job-id", help="submission id (default: chosen by Ray)")
     p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("plan", help="before a run: count and probe the inputs, list the stages and where they run, "
+                                    "then run a few videos and estimate wall time and CPU/GPU hours",
+                       description="Runs the real pipeline (this config and runner) on --sample-videos inputs into a "
+                                   "temporary folder and scales what it measured to the whole input by hours of "
+                                   "footage. Takes the input and config options of `curator run`.")
+    _input_args(p)
+    p.add_argument("--runner", choices=["ray", "local"], help="override run.runner (the trial runs with it)")
+    p.add_argument("--address", help="Ray cluster address; without it an embedded Ray starts here")
+    p.add_argument("--sample-videos", type=int, default=2, metavar="K",
+                   help="videos the trial runs (default 2; 0: no trial, no estimate)")
+    p.add_argument("--probe-videos", type=int, default=32, metavar="P",
+                   help="videos probed for hours of footage and resolutions (default 32)")
+    p.add_argument("--json", metavar="FILE", help="also write the plan and estimate as JSON")
+    _config_args(p)
+    p.set_defaults(fn=cmd_plan)
 
     p = sub.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
     p.add_argument("action", choices=["list", "status", "logs", "stop"])
@@ -666,7 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("latents", help="latent shards: verify decodes a sample and reports PSNR against the "
                                        "source windows")
     p.add_argument("action", choices=["verify"])
-    p.add_argument("run", help="output URI of a run with latent shards (shard.profile includes latent)")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) with latent shards "
+                                              "(shard.profile includes latent)")
     p.add_argument("--sample", type=int, default=8, metavar="N", help="samples to decode (default 8)")
     p.add_argument("--split", help="training split (default: the first of shard.splits)")
     p.add_argument("--seed", type=int, default=0, help="which samples (default 0)")
@@ -693,10 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-tag-head", help="train the place-tag head (all labelled fields at once) from "
                                               "labelled clips of a run")
-    p.add_argument("run", help="output URI of a run whose manifest has clip embeddings")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote) whose manifest has clip "
+                                              "embeddings")
     p.add_argument("--labels", required=True, help="CSV or Parquet: clip_id (or clip_uri) and field columns, e.g. "
                                                    "place,time_of_day (empty cell: not labelled)")
-    p.add_argument("--out", help="where to write the head (default: models.dir/<stages.place_tag.head>)")
+    _output_arg(p, "FILE", "where to write the head (default: models.dir/<stages.place_tag.head>)", old="--out")
     p.add_argument("--epochs", type=int, default=200, help="training epochs")
     p.add_argument("--holdout", type=float, default=0.2, help="share of the clips held out to report accuracy "
                                                               "(default 0.2; 0: train on all)")
@@ -705,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tag", help="(re)tag a finished run's clips from their embeddings (zero-shot or a trained "
                                    "head; recorded VLM answers kept), no decoding; rewrites its manifest")
-    p.add_argument("run", help="output URI of a run")
+    p.add_argument("run", metavar="RUN", help="a run folder (what `curator run -o` wrote)")
     _config_args(p)
     p.set_defaults(fn=cmd_tag)
 
@@ -734,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="docs/generate.md. The output is a run folder (manifest, index, shards) with "
                                    "generate/ (ledger, videos). Rerunning resumes; nothing is generated twice.")
     p.add_argument("--targets", required=True, metavar="FILE", help="targets file (YAML or JSON; docs/places.md)")
-    p.add_argument("--output", "-o", required=True, help="output URI: a run folder of the generated footage")
+    _output_arg(p, "URI", "the run folder of the generated footage (required)")
     p.add_argument("--index", help="count what a clip index already holds (and take conditioning clips from it)")
     p.add_argument("--run", help="count what a finished run already holds (and take conditioning clips from it)")
     p.add_argument("--generator", choices=["command", "endpoint"], required=True)

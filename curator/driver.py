@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from curator import manifest, storage
+from curator.config import changes
+from curator.config.changes import ConfigChanges
 from curator.listing import (
     InputNotFound,
     Listing,
     clear_work,
-    list_inputs,
+    inputs_for,
     load_provenance,
     with_provenance,
     write_listing,
@@ -111,21 +113,67 @@ class Collector:
 
 
 # ---------------------------------------------------------------------- the run
-def prepare_output(pipeline: Pipeline, force: bool = False) -> None:
-    """Write the resolved config next to the output; refuse to mix configs in one output."""
+def prepare_output(pipeline: Pipeline, force: bool = False) -> ConfigChanges | None:
+    """Write the resolved config next to the output. A rerun into an output made with
+    another config goes on when the changes can be redone from the manifest (filter
+    thresholds, dedup, shard keys: returns them); one that changes clips or their scores is
+    refused, naming the keys (unless `force`, which has cleared the output)."""
     ctx = pipeline.ctx
     rundir = RunDir.of(ctx.output_uri)
     previous = rundir.read_config()
+    stages = [s.name for s in pipeline.specs]
+    found: ConfigChanges | None = None
     if previous is not None and not force:
-        old_hash = previous[1].get("config_hash")
-        if old_hash and old_hash != ctx.config_hash:
-            raise PipelineError(
-                f"{storage.display(ctx.output_uri)} holds a run made with a different config "
-                f"(hash {old_hash}, now {ctx.config_hash}); use a new --output, or --force to redo it all")
-    rundir.write_config(ctx.config.model_dump(mode="json"),
-                        {"config_hash": ctx.config_hash, "run_id": ctx.run_id,
-                         "stages": [s.name for s in pipeline.specs],
-                         "skipped": {name: [r.describe() for r in reqs] for name, reqs in pipeline.skipped}})
+        found = changes.diff(_as_config(previous[0]), ctx.config, previous[1].get("stages"), stages)
+        if found.needs_recompute:
+            raise PipelineError(refusal(ctx.output_uri, found))
+    run = {"config_hash": ctx.config_hash, "resume_hash": changes.resume_hash(ctx.config, stages),
+           "run_id": ctx.run_id, "stages": stages,
+           "skipped": {name: [r.describe() for r in reqs] for name, reqs in pipeline.skipped}}
+    if found:
+        run["changed"] = found.as_record()
+    rundir.write_config(ctx.config.model_dump(mode="json"), run)
+    return found or None
+
+
+def _as_config(doc: dict[str, Any]) -> Any:
+    """A recorded config with today's defaults filled in (keys added since are not changes);
+    the raw document when it no longer validates (keys removed since are)."""
+    from curator.config import ConfigError, PipelineConfig
+
+    try:
+        return PipelineConfig.load(None, None, base=doc)
+    except ConfigError:
+        return doc
+
+
+def refusal(output_uri: str, found: ConfigChanges) -> str:
+    """Why a rerun into this output cannot reuse its finished videos, and what to do."""
+    msg = (f"{storage.display(output_uri)} holds a run made with a different config, and these changes alter the "
+           f"clips or their recorded scores, so its finished videos cannot be reused: "
+           + ", ".join(c.describe() for c in found.of(changes.CLIPS))
+           + ". Use --force to recompute everything in this output, or a new --output")
+    cheap = found.of(*changes.CHEAP)
+    if cheap:
+        msg += (f" (the other changes, {', '.join(c.key for c in cheap)}, need neither: on their own a rerun "
+                "re-applies them from the manifest without decoding)")
+    return msg
+
+
+def rerun_note(output_uri: str, found: ConfigChanges, config: Any) -> str:
+    """The one line a rerun prints when it redoes decisions, dedup or shards from the manifest."""
+    redo = []
+    if found.of(changes.DECISIONS):
+        redo.append("clips re-decided from their recorded scores (as `curator refilter`)")
+    if found.of(changes.DEDUP) and config.dedup.enabled:
+        redo.append("duplicates re-marked (as `curator dedup`)")
+    if found.of(changes.INDEX):
+        redo.append("clip index updated (as `curator index`)")
+    if found.of(changes.DECISIONS, changes.DEDUP, changes.SHARD) and config.run.shard:
+        redo.append("shards rewritten (as `curator shard`)")
+    return (f"config changed since the last run into {storage.display(output_uri)}: "
+            + ", ".join(c.describe() for c in found.changes)
+            + "; finished videos are not decoded again: " + ("; ".join(redo) or "nothing to redo") + ".")
 
 
 def account_for_lost(pipeline: Pipeline, listing: Listing, collector: Collector) -> int:
@@ -154,8 +202,12 @@ class RunStopped(BaseException):
     mistakes it for a failure of the row and carries on."""
 
 
-def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress: Progress | None = None) -> Summary:
-    """Run a built pipeline with a runner; the same code path for local and Ray."""
+def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress: Progress | None = None,
+            notify: Callable[[str], None] | None = None, inputs: Iterable[Row] | None = None) -> Summary:
+    """Run a built pipeline with a runner; the same code path for local and Ray.
+
+    `notify` gets the one line a rerun with a changed config prints (default: the log);
+    `inputs`: these input rows instead of the config's input (`curator plan`'s sample)."""
     ctx = pipeline.ctx
     progress = progress or NullProgress()
     t0 = time.monotonic()
@@ -163,17 +215,19 @@ def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress
     phases = [p for p in build(RUN_PHASES, available=["parts"]) if p.NAME != "shard" or ctx.config.run.shard]
     if force:
         rundir.clear()
-    prepare_output(pipeline, force=force)
+    found = prepare_output(pipeline, force=force)
+    if found:
+        (notify or log.info)(rerun_note(ctx.output_uri, found, ctx.config))
     log.info("%s", pipeline.describe())
     clear_work(ctx.output_uri)  # listing parts left by an interrupted run
     try:
-        inputs = list_inputs(ctx.input_uri, ctx.config.stages.ingest.extensions, ctx.config.storage.list_page_size)
+        rows = inputs_for(ctx.config) if inputs is None else inputs
         if ctx.config.run.provenance:
             try:
-                inputs = with_provenance(inputs, load_provenance(ctx.config.run.provenance))
+                rows = with_provenance(rows, load_provenance(ctx.config.run.provenance))
             except (ValueError, storage.NotFound) as exc:
                 raise PipelineError(f"run.provenance: {exc}") from None
-        listing = write_listing(ctx.output_uri, ctx.run_id, inputs, ctx.config.run.listing_part_size)
+        listing = write_listing(ctx.output_uri, ctx.run_id, rows, ctx.config.run.listing_part_size)
     except InputNotFound as exc:
         raise PipelineError(str(exc)) from None
     progress.start(listing.count)
@@ -187,13 +241,15 @@ def execute(pipeline: Pipeline, runner: Runner, *, force: bool = False, progress
     status = StatusWriter(ctx.output_uri, ctx.run_id, counts, runner.progress,
                           stage_names, every_s=ctx.config.run.progress_interval_s).start()
     try:
+        t_stream = time.monotonic()
         for rows in runner.stream(pipeline, listing):
             collector.add(rows)
         collector.finish()
         lost = account_for_lost(pipeline, listing, collector)
+        stream_s = time.monotonic() - t_stream
         clear_work(ctx.output_uri)
         state = PhaseState(rundir, ctx.config, runner, stages=stage_names, schema=pipeline.schema,
-                           on_shard=progress.shard_done, started=t0,
+                           on_shard=progress.shard_done, started=t0, stream_s=stream_s,
                            counts={"videos_resumed": collector.counts["videos_resumed"], "videos_lost": lost},
                            placement=lambda doc: add_placement(doc, status.snapshot()))
 

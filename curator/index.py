@@ -379,3 +379,46 @@ def format_table(hits: list[Hit], columns: list[str] | None = None) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def nearest(index_uri: str, vectors: np.ndarray, *, exclude_runs: tuple[str, ...] = (),
+            nprobe: int = 16) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """The nearest indexed clip of each vector (cosine, through each segment's ANN index):
+    (similarity float32 [n] (NaN: none), clip ids, their source runs). Segments added by a run in
+    `exclude_runs` are passed over (a run is not compared with its own clips)."""
+    import faiss
+
+    meta = read_meta(index_uri)
+    n = len(vectors)
+    best = np.full(n, -np.inf, np.float32)
+    where_ = np.full((n, 2), -1, np.int64)  # (segment number, row)
+    if n == 0:
+        return np.full(0, np.nan, np.float32), [], []
+    q = np.ascontiguousarray(np.asarray(vectors, np.float32))
+    if meta.doc.get("dim") and q.shape[1] != meta.doc["dim"]:
+        raise SearchError(f"vectors have {q.shape[1]} dims, the index {meta.doc['dim']}")
+    faiss.normalize_L2(q)
+    excluded = {storage.normalize(r).rstrip("/") for r in exclude_runs}
+    for sn, seg in enumerate(meta.segments):
+        if str(seg.get("source_run") or "").rstrip("/") in excluded:
+            continue
+        ix = faiss.deserialize_index(np.frombuffer(storage.read_bytes(meta.seg_uri(seg, "faiss")), np.uint8))
+        if hasattr(ix, "nprobe"):
+            ix.nprobe = nprobe
+        sc, ids = ix.search(q, 1)
+        better = (ids[:, 0] >= 0) & (sc[:, 0] > best)
+        best[better] = sc[better, 0]
+        where_[better] = np.stack([np.full(int(better.sum()), sn), ids[better, 0]], axis=1)
+    clip_ids: list[str | None] = [None] * n
+    runs: list[str | None] = [None] * n
+    for sn in np.unique(where_[:, 0]).tolist():
+        if sn < 0:
+            continue
+        seg = meta.segments[sn]
+        t = _read_parquet(meta.seg_uri(seg, "parquet"), ["clip_id"])
+        ids_col = t.column("clip_id")
+        for i in np.nonzero(where_[:, 0] == sn)[0].tolist():
+            clip_ids[i] = ids_col[int(where_[i, 1])].as_py()
+            runs[i] = seg.get("source_run")
+    sims = np.where(np.isfinite(best), np.minimum(best, 1.0), np.nan).astype(np.float32)
+    return sims, clip_ids, runs

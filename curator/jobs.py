@@ -36,6 +36,9 @@ from curator.config import ConfigError, PipelineConfig
 
 #: the config file's name inside a job's working directory
 JOB_CONFIG = "curator-job.yaml"
+#: a local input list's name (plus its extension) inside a job's working directory; its
+#: entries must be URIs the cluster can reach
+JOB_INPUT_LIST = "curator-job-inputs"
 #: job metadata keys (strings only: the Jobs API stores str -> str)
 META_TOOL, META_INPUT, META_OUTPUT, META_STORAGE = "curator", "curator.input", "curator.output", "curator.storage"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -66,11 +69,14 @@ def client(address: str | None) -> Any:
 
 # ------------------------------------------------------------------------- submit
 def entrypoint(config_file: str | None, overrides: list[str], input_uri: str | None, output_uri: str | None,
-               force: bool = False, runner: str | None = None, only_failed: bool = False) -> str:
+               force: bool = False, runner: str | None = None, only_failed: bool = False,
+               input_list: str | None = None) -> str:
     """The job's command: `python -m curator run` with the same options, on the cluster."""
     argv = ["python", "-m", "curator", "run", "--address", "auto"]
     if input_uri:
         argv += ["--input", input_uri]
+    if input_list:
+        argv += ["--input-list", input_list]
     if output_uri:
         argv += ["--output", output_uri]
     if config_file:
@@ -124,21 +130,29 @@ def submit(address: str | None, cfg: PipelineConfig, *, config_file: str | None,
     """Submit a run of `cfg` (already resolved and validated); return the job id."""
     from curator import storage
 
-    if not cfg.input or not cfg.output:
-        raise JobError("a job needs --input and --output (URIs the cluster can reach, e.g. s3://...)")
+    if not (cfg.input or cfg.input_list) or not cfg.output:
+        raise JobError("a job needs --input (or --input-list) and --output (URIs the cluster can reach, e.g. s3://...)")
+    # a local input list travels in the job's working directory; a bucket one is read there
+    list_file = storage.local_path(storage.normalize(cfg.input_list)) if cfg.input_list else None
     for name, uri in (("input", cfg.input), ("output", cfg.output)):
-        if storage.split(storage.normalize(uri))[0] == "file":
+        if uri and storage.split(storage.normalize(uri))[0] == "file":
             print(f"[curator] note: --{name} {uri} is a path: every node of the cluster must see it "
                   "(a shared filesystem); buckets are the usual choice", file=out)
+    if list_file is not None and not os.path.isfile(list_file):
+        raise JobError(f"input list not found: {list_file}")
     env = env_vars(env_names or [])
     jc = client(address)
-    tmp = tempfile.mkdtemp(prefix="curator-job-") if config_file else None
+    tmp = tempfile.mkdtemp(prefix="curator-job-") if config_file or list_file else None
+    job_list = None
     try:
         if config_file and tmp:
             shutil.copyfile(config_file, os.path.join(tmp, JOB_CONFIG))
+        if list_file and tmp:
+            job_list = JOB_INPUT_LIST + os.path.splitext(list_file)[1]
+            shutil.copyfile(list_file, os.path.join(tmp, job_list))
         ep = entrypoint(JOB_CONFIG if config_file else None, overrides, cfg.input, cfg.output, force, runner,
-                        only_failed)
-        metadata = {META_TOOL: "run", META_INPUT: cfg.input, META_OUTPUT: cfg.output,
+                        only_failed, input_list=job_list or cfg.input_list)
+        metadata = {META_TOOL: "run", META_INPUT: cfg.input or cfg.input_list or "", META_OUTPUT: cfg.output,
                     META_STORAGE: cfg.storage.model_dump_json()}
         job = jc.submit_job(entrypoint=ep, submission_id=job_id, metadata=metadata,
                             runtime_env=runtime_env(env, tmp, upload_code))

@@ -87,7 +87,8 @@ class Pipeline:
         return schema_for(self._columns(), transient=True)
 
     def _columns(self) -> list[tuple[str, pa.DataType]]:
-        return stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
+        return (stage_columns(s.stage_class()(s.config, self.ctx) for s in self.specs)
+                + [(name, pa.string()) for name in self.ctx.extra_columns])
 
     def describe(self) -> str:
         """The stage graph in one line (skipped stages: :meth:`skipped_table`)."""
@@ -172,18 +173,19 @@ def stage_order(config: PipelineConfig) -> list[str]:
 
 
 def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
-    if not config.input:
-        raise PipelineError("no input: pass --input URI (a folder or bucket prefix of videos)")
+    if not config.input and not config.input_list:
+        raise PipelineError("no input: pass --input URI (a folder or bucket prefix of videos) or --input-list FILE")
     if not config.output:
         raise PipelineError("no output: pass --output URI (a folder or bucket prefix)")
     from curator import storage
 
     ctx = RunContext(
         config=config,
-        input_uri=storage.normalize(config.input),
+        input_uri=storage.normalize(config.input) if config.input else "",
         output_uri=storage.normalize(config.output),
         run_id=run_id or uuid.uuid4().hex[:12],
         config_hash=config.content_hash(),
+        extra_columns=tuple(_input_list_columns(config)),
     )
     specs: list[StageSpec] = []
     skipped: list[tuple[str, list[Requirement]]] = []
@@ -207,4 +209,23 @@ def build(config: PipelineConfig, run_id: str | None = None) -> Pipeline:
         req = requirement(config.shard.latent.model, config.models.dir)
         if req is not None:
             raise PipelineError("cannot start: " + req.describe())
-    return Pipeline(ctx, specs, skipped)
+    pipeline = Pipeline(ctx, specs, skipped)
+    if ctx.extra_columns:
+        taken = set(schema_for(stage_columns(s.build(ctx) for s in specs), transient=True).names)
+        clash = [c for c in ctx.extra_columns if c in taken]
+        if clash:
+            raise PipelineError(f"input list {config.input_list}: column(s) {', '.join(clash)} are also manifest "
+                                "columns; rename them in the list (its other columns become manifest columns)")
+    return pipeline
+
+
+def _input_list_columns(config: PipelineConfig) -> list[str]:
+    """The extra columns of the config's input list (they become string manifest columns)."""
+    if not config.input_list:
+        return []
+    from curator.listing import InputNotFound, input_list_columns
+
+    try:
+        return input_list_columns(config.input_list)
+    except InputNotFound as exc:
+        raise PipelineError(str(exc)) from None

@@ -35,6 +35,8 @@ class RunContext:
     output_uri: str
     run_id: str
     config_hash: str
+    #: string columns an input list brings (source_caption, license, ...): on video and clip rows
+    extra_columns: tuple[str, ...] = ()
 
     @property
     def staging_uri(self) -> str:

@@ -21,7 +21,7 @@ from curator.stage import Requirement, Stage
 
 log = logging.getLogger(__name__)
 
-#: video-level fields every clip row carries
+#: video-level fields every clip row carries (and the input list's columns: RunContext.extra_columns)
 INHERITED = ("video_id", "source_uri", "source_key", "width", "height", "fps", "codec", "rotation", "vfr",
              *PROVENANCE)
 
@@ -86,7 +86,7 @@ class TranscodeStage(Stage):
         row.pop("video_bytes", None)
         out: list[Row] = []
         for i, c in enumerate(clips):
-            clip: Row = {k: row.get(k) for k in INHERITED}
+            clip: Row = {k: row.get(k) for k in (*INHERITED, *self.ctx.extra_columns)}
             clip.update({
                 "kind": "clip",
                 "clip_id": clip_id_for(row["video_id"], i),

@@ -29,8 +29,9 @@ curator run -i IN -o OUT --config my.yaml                   # YAML file
 curator run -i IN -o OUT --set stages.split.method=fixed    # one key (repeatable)
 ```
 
-Each run writes its resolved config to `<output>/config.yaml`, with the content hash
-that decides whether a rerun may resume in that output.
+Each run writes its resolved config to `<output>/config.yaml`, with its content hash and
+its resume key; which changed keys a rerun into the same output redoes from the manifest
+and which need `--force`: [first-hour.md](first-hour.md).
 
 ```yaml
 """

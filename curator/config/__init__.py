@@ -7,8 +7,9 @@ flags exists anywhere else.
 
 The model is split by topic: ``base`` (the base model, errors, resources), ``stages``
 (per-video stages), ``filters`` (filter stages), ``shard`` (shard, dedup, index),
-``run`` (runner, models, report) and ``root`` (``PipelineConfig``: YAML, overrides,
-content hash). Import from ``curator.config``; the modules are an implementation detail.
+``run`` (runner, models, report), ``root`` (``PipelineConfig``: YAML, overrides,
+content hash) and ``changes`` (what differs between two configs of one output, by what a
+rerun must redo: the resume key). Import from ``curator.config``; the modules are an implementation detail.
 """
 
 from __future__ import annotations

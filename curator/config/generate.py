@@ -12,12 +12,16 @@ from curator.config.base import _Model
 class UpsamplerConfig(_Model):
     """A text LLM (OpenAI-compatible chat completions) that rewrites each template prompt."""
 
-    url: str | None = Field(None, description="Base URL of an OpenAI-compatible API (…/v1); none: no upsampling.")
+    url: str | None = Field(None, description="Base URL of an OpenAI-compatible API (…/v1). Unset: OPENAI_BASE_URL "
+                                              "when `model` is set, else no upsampling.")
     model: str = Field("", description="Model name sent with each request.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key); "
+                                                      "unset: OPENAI_API_KEY, if set.")
     instruction: str | None = Field(None, description="System instruction; default: rewrite into one detailed "
                                                       "paragraph keeping every fact.")
     timeout_s: float = Field(60.0, gt=0, description="Per request; on failure the template's prompt is used.")
+    retries: int = Field(2, ge=0, description="Retries of the OpenAI SDK (408/409/429/5xx, timeouts, connection "
+                                              "errors, with backoff) before the template's prompt is used.")
 
 
 class GenerateConfig(_Model):
@@ -46,4 +50,8 @@ class GenerateConfig(_Model):
     endpoint_params: dict[str, Any] = Field(default_factory=dict, description="Extra JSON fields of every endpoint "
                                                                              "request (e.g. num_frames, fps).")
     api_key_env: str | None = Field(None, description="Endpoint generators: environment variable with a bearer key.")
+    dedup_against_source: bool = Field(
+        True, description="Dedup the generated clips against the source's clip index (--index, or the index of "
+                          "--run): a near-copy of an existing clip (cosine >= dedup.threshold) is marked "
+                          "`duplicate_of_index` in the manifest and does not count (sets dedup.reference_index).")
     upsampler: UpsamplerConfig = Field(default_factory=UpsamplerConfig)

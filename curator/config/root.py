@@ -25,6 +25,11 @@ class PipelineConfig(_Model):
 
     input: str | None = Field(None, description="Input URI: a folder or bucket prefix of raw videos.")
     output: str | None = Field(None, description="Output URI: staging, manifest and shards go here.")
+    input_list: str | None = Field(
+        None, description="Instead of (or beside) listing `input`: a file of input URIs (path or URI): text, one per "
+                          "line; CSV or Parquet with a `uri` column, whose other columns (e.g. source_caption, "
+                          "license) become string columns of the manifest's video and clip rows. Relative paths in "
+                          "it are relative to the file's folder; with `input` too, keys below it name the videos.")
     run: RunConfig = Field(default_factory=RunConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
@@ -73,11 +78,11 @@ class PipelineConfig(_Model):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def content_hash(self) -> str:
-        """A hash of what determines the output (not where it runs or where it goes)."""
-        # dedup and index are global phases that redo their work from the manifest on every
-        # run, so changing them never invalidates staged clips.
-        d = self.model_dump(mode="json", exclude={"input", "output", "run", "storage", "models", "dedup", "index",
-                                                    "report", "generate"})
+        """A hash of what determines the output (not where it runs or where it goes): recorded
+        in config.yaml and the shard indexes. Whether a rerun may reuse finished videos is
+        decided per key (:mod:`curator.config.changes`, the resume key), not by this hash."""
+        d = self.model_dump(mode="json", exclude={"input", "output", "input_list", "run", "storage", "models",
+                                                    "dedup", "index", "report", "generate"})
         for name, stage in d.get("stages", {}).items():
             if isinstance(stage, dict):
                 stage.pop("resources", None)
@@ -119,7 +124,7 @@ def _format_validation(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
         if err["type"] == "extra_forbidden":
             msg = "unknown key (see `curator config --defaults`)"
         lines.append(f"{loc}: {msg}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curator.config.base import _Model
 
@@ -26,6 +26,13 @@ class RunConfig(_Model):
         0.5, ge=0, le=1, description="`curator run` exits non-zero (status 4) when more than this fraction of the "
         "input videos failed (status `error`: unreadable, broken, lost); rejections by filters are not errors."
     )
+    limit: int | None = Field(
+        None, ge=1, description="Trial runs: only the first N inputs, in listing order (after run.sample).")
+    sample: float | None = Field(
+        None, description="Trial runs: a fraction (0 < f <= 1) of the inputs, chosen by a hash of each input's key "
+                          "and run.sample_seed: the same fraction gives the same videos on every run, a larger one "
+                          "a superset.")
+    sample_seed: int = Field(0, description="Seed of run.sample's selection (and of `curator plan`'s sample).")
     resume: bool = Field(True, description="Skip input videos that a previous run already finished.")
     only_failed: bool = Field(False, description="With resume: redo only videos that ended with an error before.")
     item_timeout_s: float = Field(1800.0, gt=0, description="Time limit per video or clip per stage ('timeout').")
@@ -44,6 +51,13 @@ class RunConfig(_Model):
         "not name get origin 'real'. `curator generate` writes one for its footage (docs/generate.md).")
     log_level: str = Field("INFO", description="Python log level.")
     progress_interval_s: float = Field(15.0, gt=0, description="Seconds between progress lines when not on a terminal.")
+
+    @field_validator("sample")
+    @classmethod
+    def _fraction(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 1:
+            raise ValueError(f"must be a fraction of the inputs, 0 < f <= 1 (e.g. 0.05 for 5 %), not {v:g}")
+        return v
 
 
 def default_model_dir() -> str:

@@ -267,6 +267,11 @@ class DedupConfig(_Model):
         None, description="Where per-cluster spill files go (a storage URI). Default: a local temp dir; with a "
                           "multi-node Ray cluster: <output>/_work/dedup.")
     seed: int = Field(0, description="Seed of the sample and of k-means (same input + seed = same decisions).")
+    reference_index: str | None = Field(
+        None, description="A clip index (storage URI) to dedup against as well: a kept clip within `threshold` of "
+                          "a clip in it is marked `reason=duplicate_of_index` (`duplicate_of` = that clip). Needs the "
+                          "same embedding model; runs even with `enabled: false` (then only this comparison). "
+                          "`curator generate` sets it to its source index.")
 
 
 class IndexConfig(_Model):

@@ -55,13 +55,14 @@ from curator.dedup.decisions import Decisions, Nodes, decide, exact_groups, keep
 from curator.dedup.kmeans import auto_k, normalize_rows, resolve_backend, train_kmeans
 from curator.dedup.pairs import PANEL_ROWS, ClusterResult, cluster_pairs
 from curator.dedup.phase import RunResult, dedup_run, format_stats, output_schema, run_phase
+from curator.dedup.reference import REASON_INDEX, ReferenceMatches, reference_matches
 from curator.dedup.semantic import DedupStats, SemanticResult, semantic_edges
 from curator.dedup.spill import EmbeddingParts, SpillDir, iter_parts, load_part, record_dtype
 
 __all__ = [
-    "BORDER_SLACK", "COLUMNS", "DEFAULT_THRESHOLD", "MODEL_THRESHOLDS", "PANEL_ROWS", "REASON", "REPORT_NAME",
+    "BORDER_SLACK", "COLUMNS", "DEFAULT_THRESHOLD", "MODEL_THRESHOLDS", "PANEL_ROWS", "REASON", "REASON_INDEX", "ReferenceMatches", "REPORT_NAME",
     "STAGE", "Assigner", "ClusterResult", "DedupError", "DedupStats", "Decisions", "EmbeddingParts", "MapFn",
     "Nodes", "RunResult", "SemanticResult", "SpillDir", "auto_k", "cluster_pairs", "decide", "dedup_run",
     "exact_groups", "format_stats", "iter_parts", "keep_order", "load_part", "normalize_rows", "output_schema",
-    "record_dtype", "resolve_backend", "run_phase", "semantic_edges", "threshold_for", "train_kmeans",
+    "record_dtype", "reference_matches", "resolve_backend", "run_phase", "semantic_edges", "threshold_for", "train_kmeans",
 ]

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 
 from curator import storage
 from curator.config import DedupConfig
-from curator.dedup.common import COLUMNS, REASON, STAGE, DedupError, MapFn, log
+from curator.dedup.common import COLUMNS, REASON, STAGE, DedupError, MapFn, log, threshold_for
 from curator.dedup.decisions import Decisions, Nodes, decide, exact_groups
+from curator.dedup.reference import REASON_INDEX, ReferenceMatches, reference_matches
 from curator.dedup.scan import embed_missing, scan_manifest
 from curator.dedup.semantic import DedupStats, semantic_edges
 from curator.dedup.spill import EmbeddingParts, SpillDir, iter_parts
@@ -52,7 +53,9 @@ def dedup_run(output_uri: str, cfg: DedupConfig, *, map_fn: MapFn | None = None,
                 raise DedupError("dedup.embeddings=manifest but the manifest has no `embedding` column "
                                  "(enable the embed stage, or use dedup.embeddings=auto)")
             nodes, parts, to_embed = scan_manifest(pf, cfg, spill, stats, batch_rows, use_column=has_col and mode != "perceptual")
-            if cfg.semantic and mode != "manifest" and (mode == "perceptual" or parts.count == 0) and to_embed:
+            ref_uri = cfg.reference_index
+            if (cfg.semantic or ref_uri) and mode != "manifest" and (mode == "perceptual" or parts.count == 0) \
+                    and to_embed:
                 embed_missing(nodes, parts, to_embed, map_fn, stats)
             t0 = time.monotonic()
             exact_e, rep = exact_groups(nodes.content) if cfg.exact else (np.zeros((0, 2), np.int64),
@@ -70,10 +73,20 @@ def dedup_run(output_uri: str, cfg: DedupConfig, *, map_fn: MapFn | None = None,
             stats.removed = int(removed.sum())
             stats.groups = int(len(np.unique(dec.keeper[dec.keeper >= 0])))
             stats.exact_removed = int(len(exact_e))
+            ref = None
+            if ref_uri:
+                t0 = time.monotonic()
+                ref = reference_matches(parts, len(nodes), ref_uri, stats.embedding_model,
+                                        threshold_for(cfg, stats.embedding_model), output_uri)
+                hit = ref.matched()
+                stats.reference_index = storage.normalize(ref_uri)
+                stats.reference_removed = int(hit.sum())
+                stats.removed = int((removed | hit).sum())
+                stats.timings["reference_s"] = round(time.monotonic() - t0, 3)
             t0 = time.monotonic()
             # computed perceptual embeddings go into the manifest when it has none (the index uses them)
             write_embeddings = parts if (stats.embedding_model and not has_col) else None
-            _write_back(pf, man_uri, nodes, dec, stats, batch_rows, write_embeddings)
+            _write_back(pf, man_uri, nodes, dec, stats, batch_rows, write_embeddings, ref)
             stats.timings["write_s"] = round(time.monotonic() - t0, 3)
     finally:
         spill.cleanup()
@@ -100,8 +113,10 @@ def output_schema(schema: pa.Schema, with_embedding: bool) -> pa.Schema:
 
 
 def _write_back(pf: pq.ParquetFile, man_uri: str, nodes: Nodes, dec: Decisions, stats: DedupStats,
-                batch_rows: int, emb_parts: EmbeddingParts | None) -> None:
-    """Stream the manifest again with the decision columns filled in; atomic replace."""
+                batch_rows: int, emb_parts: EmbeddingParts | None, ref: ReferenceMatches | None = None) -> None:
+    """Stream the manifest again with the decision columns filled in; atomic replace. A clip that
+    nearly copies a clip of the reference index is marked so (that decision first: it is removed
+    whatever its group in this run)."""
     schema = output_schema(pf.schema_arrow, emb_parts is not None)
     node_of_row: dict[int, int] = {}
     # rows -> node: nodes.row is sorted (scan order), so walk it alongside the batches
@@ -133,6 +148,14 @@ def _write_back(pf: pq.ParquetFile, man_uri: str, nodes: Nodes, dec: Decisions, 
                 for r, nd in zip(local.tolist(), node_ids.tolist()):
                     if status[r] == REJECTED and stage[r] == STAGE:  # an earlier dedup's decision
                         status[r], stage[r], reason[r], detail[r] = OK, None, None, None
+                    if ref is not None and ref.clip_id[nd] is not None:
+                        s = float(ref.similarity[nd])
+                        group[r] = dup_of[r] = ref.clip_id[nd]
+                        simv[r] = s
+                        status[r], stage[r], reason[r] = REJECTED, STAGE, REASON_INDEX
+                        detail[r] = (f"near-copy of {ref.clip_id[nd]} in the index (cosine {s:.3f}, from "
+                                     f"{storage.display(ref.source_run[nd] or '?')})")
+                        continue
                     kp = int(dec.keeper[nd])
                     if kp < 0:
                         continue
@@ -187,6 +210,8 @@ def run_phase(output_uri: str, config: Any, runner: Any = None) -> RunResult:
     for the per-cluster work; under Ray the assignment streams through Ray Data, and with a
     cluster address the spill goes under <output>/_work/dedup so every node can read it."""
     cfg: DedupConfig = config.dedup
+    if not cfg.enabled and cfg.reference_index:  # only the comparison with the reference index
+        cfg = cfg.model_copy(update={"exact": False, "semantic": False})
     use_ray = runner is not None and runner.distributed
     if use_ray and cfg.spill_uri is None and config.run.address:
         cfg = cfg.model_copy(update={"spill_uri": RunDir.of(output_uri).work("dedup")})
@@ -206,6 +231,8 @@ def format_stats(stats: DedupStats) -> str:
         f"threshold {stats.threshold}, {stats.visits} border visits"
         + (f", {stats.capped} clips capped at max_probes" if stats.capped else ""),
         f"groups:           {stats.groups}; removed {stats.removed}",
+        *([f"reference index:  {storage.display(stats.reference_index)}: {stats.reference_removed} near-copies "
+           "removed"] if stats.reference_index else []),
         f"time:             {stats.timings.get('total_s', 0):.1f} s",
     ]
     return "\n".join(lines)

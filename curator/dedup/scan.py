@@ -14,6 +14,7 @@ from curator import storage
 from curator.config import DedupConfig
 from curator.dedup.common import REASON, STAGE, DedupError, MapFn, _serial_map, log
 from curator.dedup.decisions import Nodes
+from curator.dedup.reference import REASON_INDEX
 from curator.dedup.semantic import DedupStats
 from curator.dedup.spill import EmbeddingParts, SpillDir
 from curator.records import OK, REJECTED
@@ -47,7 +48,7 @@ def _list_to_matrix(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _is_candidate(kind: list, status: list, stage: list, reason: list) -> np.ndarray:
-    return np.array([k == "clip" and (s == OK or (s == REJECTED and st == STAGE and r == REASON))
+    return np.array([k == "clip" and (s == OK or (s == REJECTED and st == STAGE and r in (REASON, REASON_INDEX)))
                      for k, s, st, r in zip(kind, status, stage, reason)], bool)
 
 

@@ -38,6 +38,8 @@ class DedupStats:
     removed: int = 0
     embedding_model: str | None = None
     threshold: float | None = None
+    reference_index: str | None = None  # dedup.reference_index, when set
+    reference_removed: int = 0  # clips marked near-copies of a clip in it
     timings: dict[str, float] = field(default_factory=dict)
 
 

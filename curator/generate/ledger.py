@@ -11,6 +11,9 @@ Events (every one has ``event``, ``id`` where it concerns a prompt, and ``t``, t
     adopted      a rerun found it started with a valid output already written: done without
                  generating again
     curated      the outputs named in ``ids`` went through a curation run
+    not_counted  a curated clip of the output (``clip_id``) does not count toward its cell: ``reason``
+                 (``verify_mismatch``: its tags disagree with the cell; otherwise the curation's
+                 rejection reason, e.g. ``duplicate_of_index``), ``detail``; once per clip
 
 A local ledger is appended and fsync'd per event, so a kill -9 loses at most the event being
 written (a torn last line is ignored on replay). A remote output keeps the ledger as one object
@@ -42,6 +45,7 @@ class Entry:
     reason: str | None = None
     detail: str | None = None
     curated: bool = False
+    not_counted: dict[str, str] = field(default_factory=dict)  # clip id -> reason
 
 
 @dataclass
@@ -136,6 +140,8 @@ class Ledger:
                 e = st.entries[pid]
                 e.state = "interrupted"
                 e.wall_s += float(ev.get("wall_s") or 0.0)
+            elif kind == "not_counted" and pid in st.entries:
+                st.entries[pid].not_counted[str(ev.get("clip_id"))] = str(ev.get("reason"))
             elif kind == "curated":
                 for i in ev.get("ids") or []:
                     if i in st.entries:

@@ -69,12 +69,15 @@ class Result:
     interrupted: int = 0
     stop_reason: str = ""
     not_generatable: list[str] = field(default_factory=list)
+    not_counted: dict[str, int] = field(default_factory=dict)  # reason -> generated clips (all invocations)
     coverage: coverage.Coverage | None = None
+    reference_index: str | None = None  # what generated clips were deduplicated against
 
     def to_dict(self, st: LedgerState) -> dict[str, Any]:
         return {"rounds": self.rounds, "calls": self.calls, "started": self.started, "done": self.done,
                 "failed": self.failed, "adopted": self.adopted, "interrupted": self.interrupted,
                 "stop_reason": self.stop_reason, "not_generatable": self.not_generatable,
+                "not_counted": self.not_counted, "reference_index": self.reference_index,
                 "generations_total": st.generations, "generator_s_total": round(st.wall_s, 3),
                 "coverage": coverage.to_dict(self.coverage) if self.coverage else None}
 
@@ -97,6 +100,8 @@ class Loop:
 
         self.tax = load_places(opts.config.stages.place_tag.taxonomy)
         self._conditions: dict[str, list[str]] = {}
+        self._up: Any = None  # the upsampler: None not made yet, False none configured
+        self._upsample_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ budget
     def _spent(self, st: LedgerState) -> tuple[int, float]:
@@ -112,8 +117,10 @@ class Loop:
     def run(self) -> Result:
         res = self.result
         self._recover()
+        res.reference_index = self._reference_index()
         while True:
             self._curate()
+            self._review()
             st = self.ledger.replay()
             cov = self.measure()
             res.coverage = cov
@@ -134,7 +141,13 @@ class Loop:
                      f"{len(jobs)} prompts")
             self._generate(jobs, st)
         st = self.ledger.replay()
+        res.not_counted = {}
+        for e in st.entries.values():
+            for why in e.not_counted.values():
+                res.not_counted[why] = res.not_counted.get(why, 0) + 1
         self._write_status(st)
+        if self._up:
+            self._up.close()
         return res
 
     # ------------------------------------------------------------------ recovery
@@ -280,17 +293,31 @@ class Loop:
                     f.write(storage.read_bytes(cond_uri))
         return Job(p, text, cond_path, cond_uri)
 
-    def _upsample(self, p: Prompt) -> str:
+    def _upsampler(self) -> Any:
+        """The loop's upsampler (one pooled client), or None: generate.upsampler.url unset, and no
+        OPENAI_BASE_URL with generate.upsampler.model set."""
         up = self.cfg.upsampler
-        if not up.url:
-            return p.text
-        from curator.generate.upsample import DEFAULT_INSTRUCTION, upsample
+        if self._up is None:
+            from curator.generate.upsample import DEFAULT_INSTRUCTION, Upsampler
+            from curator.models.openai_client import BASE_URL_ENV
 
-        text, err = upsample(p.text, up.url, up.model, instruction=up.instruction or DEFAULT_INSTRUCTION,
-                             api_key_env=up.api_key_env, timeout_s=up.timeout_s, seed=p.seed)
+            if up.url or (up.model and os.environ.get(BASE_URL_ENV)):
+                self._up = Upsampler(up.url, up.model, instruction=up.instruction or DEFAULT_INSTRUCTION,
+                                     api_key_env=up.api_key_env, timeout_s=up.timeout_s, retries=up.retries)
+            else:
+                self._up = False
+        return self._up or None
+
+    def _upsample(self, p: Prompt) -> str:
+        up = self._upsampler()
+        if up is None:
+            return p.text
+        text, err = up(p.text, seed=p.seed)
         if err:
+            self._upsample_errors[p.id] = err
             log.warning("prompt %s: upsampling failed (%s); the template's prompt is used", p.id, err)
-        return text
+            self.say(f"  {p.id}: upsampling failed ({err[:200]}); the template's prompt is used")
+        return str(text)
 
     def _wants_condition(self) -> bool:
         g = self.o.generator
@@ -338,7 +365,9 @@ class Loop:
         g = self.o.generator
         self.ledger.append("started", id=job.prompt.id, prompt=job.prompt.to_dict(), text=job.text,
                            generator=g.kind, gen_model=g.model or self.cfg.model, condition_clip=job.condition_uri,
-                           allowance_s=round(allowance, 3))
+                           allowance_s=round(allowance, 3),
+                           **({"upsample_error": self._upsample_errors[job.prompt.id]}
+                              if job.prompt.id in self._upsample_errors else {}))
         self.result.started += 1
 
     def _finished(self, job: Job, out: Outcome) -> None:
@@ -438,7 +467,10 @@ class Loop:
 
         cfg = self.o.config
         run = cfg.run.model_copy(update={"provenance": self._provenance(st), "runner": self.o.runner})
-        cfg = cfg.model_copy(update={"input": self.videos, "output": self.out, "run": run})
+        update: dict[str, Any] = {"input": self.videos, "output": self.out, "run": run}
+        if self.result.reference_index:
+            update["dedup"] = cfg.dedup.model_copy(update={"reference_index": self.result.reference_index})
+        cfg = cfg.model_copy(update=update)
         pipeline = pl.build(cfg)
         runner = make_runner(cfg)
         try:
@@ -448,6 +480,57 @@ class Loop:
         self.ledger.append("curated", ids=todo)
         self.say(f"curated {len(todo)} new outputs; the run now has {summary.clips_kept} kept clips "
                  f"of {summary.clips} ({summary.videos} videos)")
+
+    def _reference_index(self) -> str | None:
+        """The clip index generated clips are deduplicated against: dedup.reference_index when the
+        config sets it, else the source's (--index, or <run>/index of --run when it has one)."""
+        cfg = self.o.config
+        if cfg.dedup.reference_index:
+            return storage.normalize(cfg.dedup.reference_index)
+        if not (self.cfg.dedup_against_source and self.o.source):
+            return None
+        from curator.index import INDEX_JSON
+        from curator.rundir import RunDir
+
+        src = storage.normalize(self.o.source)
+        for uri in (src, RunDir.of(src).default_index):
+            if storage.exists(storage.join(uri, INDEX_JSON)):
+                return uri
+        self.say(f"no clip index at {storage.display(self.o.source)}: generated clips are not deduplicated "
+                 "against the source (give --index, or build one with `curator index RUN`)")
+        return None
+
+    def _review(self) -> None:
+        """Record, once per clip, each curated generated clip that does not count: rejected by the
+        curation (its reason: a filter, `duplicate`, `duplicate_of_index`) or, with verify, tagged
+        otherwise than its cell (`verify_mismatch`)."""
+        from curator.rundir import RunDir
+
+        if not RunDir.of(self.out).has_manifest():
+            return
+        st = self.ledger.replay()
+        keys = sorted({k for e in st.entries.values() for k in (e.started.get("prompt") or {}).get("cell", {})})
+        cols = list(dict.fromkeys(["clip_id", "source_key", "status", "stage", "reason", "detail", "origin",
+                                   "target_cell", *keys]))
+        for t in coverage.read_clips(self.out, cols, kept_only=False):
+            for r in t.to_pylist():
+                pid = os.path.basename(str(r.get("source_key") or "")).removesuffix(".mp4")
+                e = st.entries.get(pid)
+                if r.get("origin") != GENERATED or e is None or str(r["clip_id"]) in e.not_counted:
+                    continue
+                if r.get("status") != "ok":
+                    why, detail = str(r.get("reason") or r.get("status")), r.get("detail") or ""
+                    if r.get("stage"):
+                        detail = f"{r['stage']}: {detail}"
+                elif self.cfg.verify and r.get("target_cell") and not cell_matches(json.loads(r["target_cell"]), r):
+                    cell = json.loads(r["target_cell"])
+                    why = "verify_mismatch"
+                    detail = "tagged " + ", ".join(f"{k}={r.get(k)!r}" for k in cell) + " for the cell " + \
+                        ", ".join(f"{k}={v!r}" for k, v in cell.items())
+                else:
+                    continue
+                self.ledger.append("not_counted", id=pid, clip_id=r["clip_id"], reason=why, detail=detail[:500])
+                self.say(f"  {pid}: clip {r['clip_id']} does not count: {why}: {detail[:200]}")
 
     def _write_status(self, st: LedgerState) -> None:
         storage.write_bytes(storage.join(self.gen, "status.json"),

@@ -5,20 +5,21 @@ images as vLLM serve's multimodal embedding requests take them (``{"model", "mes
 user turn with the image as an image_url data URL], "encoding_format": "float"}``, e.g. a CLIP
 or VLM2Vec model served with ``vllm serve --runner pooling``). A clip's vector is the mean of
 its frames' vectors, L2-normalised, like the open_clip backend; the same server's text vectors
-answer ``curator search "text"``. Requests go through the OpenAI SDK (its retries and
-timeouts), frames of a batch concurrently.
+answer ``curator search "text"``. Requests go through the OpenAI SDK client the caption
+endpoint shares (:mod:`curator.models.openai_client`: its retries, timeouts, key handling),
+frames of a batch concurrently.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
 
 from curator.config import EmbedEndpointConfig
-from curator.models.vlm import base_url, data_url
+from curator.models.openai_client import make_client, resolve_url
+from curator.models.vlm import data_url
 
 PREFIX = "endpoint:"
 
@@ -29,18 +30,16 @@ class EmbedEndpointError(RuntimeError):
 
 class EndpointEmbedder:
     def __init__(self, model: str, cfg: EmbedEndpointConfig):
-        import openai
-
-        url = base_url(cfg.url or os.environ.get("OPENAI_BASE_URL"))
+        url = resolve_url(cfg.url)
         if not url:
             raise ValueError("stages.embed.endpoint.url is not set (nor OPENAI_BASE_URL)")
         self.name = model
         self.server_model = model[len(PREFIX):] if model.startswith(PREFIX) else model
         self.cfg = cfg
-        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else os.environ.get("OPENAI_API_KEY")
-        self._headers: dict[str, Any] = {} if key else {"Authorization": openai.Omit()}
-        self.client = openai.OpenAI(base_url=url, api_key=key or "unused", max_retries=cfg.retries,
-                                    timeout=cfg.timeout_s)
+        self.oai = make_client(url, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s, max_retries=cfg.retries,
+                               what="embed endpoint")
+        self._headers = self.oai.headers
+        self.client = self.oai.client
         self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="embed-http")
 
     def close(self) -> None:

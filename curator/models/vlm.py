@@ -43,6 +43,15 @@ import numpy as np
 from curator.config import CaptionConfig
 from curator.media.frames import even
 from curator.models import registry
+from curator.models.openai_client import (  # noqa: F401 - re-exported: the caption backend's names
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    RETRIED_STATUSES,
+    base_url,
+    make_client,
+    resolve_url,
+    status_message,
+)
 from curator.stage import Requirement
 
 log = logging.getLogger(__name__)
@@ -364,25 +373,9 @@ class RateLimiter:
             time.sleep(at - now)
 
 
-#: the environment variables the OpenAI SDK reads when the config does not say
-BASE_URL_ENV = "OPENAI_BASE_URL"
-API_KEY_ENV = "OPENAI_API_KEY"
-
-#: HTTP statuses the OpenAI SDK retries (with 5xx)
-RETRIED_STATUSES = (408, 409, 429)
-
-
-def base_url(url: str | None) -> str | None:
-    """The OpenAI base URL of a configured URL (a full .../chat/completions URL is accepted)."""
-    if not url:
-        return None
-    url = url.rstrip("/")
-    return url.removesuffix("/chat/completions")
-
-
 def endpoint_url(cfg: CaptionConfig) -> str | None:
     """stages.caption.endpoint.url, else OPENAI_BASE_URL (the SDK's variable)."""
-    return base_url(cfg.endpoint.url or os.environ.get(BASE_URL_ENV))
+    return resolve_url(cfg.endpoint.url)
 
 
 class _Unusable(Exception):
@@ -404,7 +397,6 @@ class EndpointBackend(CaptionBackend):
     MAX_BACKOFF_S = 30.0
 
     def __init__(self, cfg: CaptionConfig):
-        import openai
 
         url = endpoint_url(cfg)
         if not url:
@@ -413,17 +405,11 @@ class EndpointBackend(CaptionBackend):
         self.ep = cfg.endpoint
         self.model_id = cfg.model
         self.url = url
-        if self.ep.api_key_env:
-            self._key = os.environ.get(self.ep.api_key_env) or None
-            if not self._key:
-                log.warning("caption endpoint: environment variable %s is not set; sending no API key",
-                            self.ep.api_key_env)
-        else:
-            self._key = os.environ.get(API_KEY_ENV) or None
-        # no key: the SDK insists on one, so it gets a placeholder and each request omits the header
-        self._headers: dict[str, Any] = {} if self._key else {"Authorization": openai.Omit()}
-        self.client = openai.OpenAI(base_url=url, api_key=self._key or "unused", max_retries=self.ep.retries,
-                                    timeout=self.ep.timeout_s)
+        self.oai = make_client(url, api_key_env=self.ep.api_key_env, timeout_s=self.ep.timeout_s,
+                               max_retries=self.ep.retries, what="caption endpoint")
+        self._key = self.oai.key
+        self._headers = self.oai.headers
+        self.client = self.oai.client
         self.limiter = RateLimiter(self.ep.rate_limit_rps)
         self.pool = ThreadPoolExecutor(max_workers=self.ep.concurrency, thread_name_prefix="caption-http")
         self._rng = random.Random(0)
@@ -433,7 +419,7 @@ class EndpointBackend(CaptionBackend):
         self.client.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return self.oai.redact(text)
 
     def request(self, job: CaptionJob) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for a job."""
@@ -482,7 +468,7 @@ class EndpointBackend(CaptionBackend):
             except openai.APIConnectionError as exc:
                 return self._failed(budget, f"connection error: {exc.__cause__ or exc}")
             except openai.APIStatusError as exc:
-                reason = f"http {exc.status_code}: {_message(exc)}"
+                reason = f"http {exc.status_code}: {status_message(exc)}"
                 if exc.status_code >= 500 or exc.status_code in RETRIED_STATUSES:
                     return self._failed(budget, reason)
                 return CaptionResult(error=self._redact(reason), attempts=attempts + 1)
@@ -507,19 +493,6 @@ class EndpointBackend(CaptionBackend):
 
     def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
         return list(self.pool.map(self.caption_one, jobs))
-
-
-def _message(exc: Any) -> str:
-    """The server's error message of an APIStatusError, short."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        msg = err.get("message") if isinstance(err, dict) else err
-        if msg:
-            return str(msg)[:300]
-    with contextlib.suppress(Exception):
-        return exc.response.text[:300].strip()
-    return str(exc)[:300]
 
 
 # ------------------------------------------------------------------------ enhancement

@@ -42,7 +42,9 @@ class PhaseState:
     started: float = field(default_factory=time.monotonic)  # monotonic start of the run (summary)
     counts: dict[str, int] = field(default_factory=dict)  # videos_resumed, videos_lost (summary)
     placement: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # adds nodes to metrics.json
+    stream_s: float | None = None  # wall seconds of the per-video stream (summary: metrics.json)
     results: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each phase run so far
 
     def __post_init__(self) -> None:
         if self.rundir.storage_options is None:  # the run folder carries the config's storage options
@@ -75,5 +77,7 @@ def run_phases(phases: Sequence[ModuleType], state: PhaseState, available: Itera
     for ph in phases:
         if on_phase:
             on_phase(ph.NAME)
+        t0 = time.monotonic()
         state.results[ph.NAME] = ph.run(state)
+        state.seconds[ph.NAME] = round(time.monotonic() - t0, 3)
     return state.results

@@ -17,7 +17,7 @@ log = logging.getLogger("curator")
 def run(state: PhaseState, always: bool = False) -> Any:
     """`curator.dedup.run_phase` over the run folder; None when dedup is disabled (unless
     `always`: `curator dedup`)."""
-    if not (always or state.config.dedup.enabled):
+    if not (always or state.config.dedup.enabled or state.config.dedup.reference_index):
         return None
     from curator import dedup
 
@@ -26,4 +26,6 @@ def run(state: PhaseState, always: bool = False) -> Any:
     except dedup.DedupError as exc:
         raise PhaseError(f"dedup: {exc}") from None
     log.info("dedup: %d duplicates marked in %d groups", res.stats.removed, res.stats.groups)
+    if res.stats.reference_index:
+        log.info("dedup: %d near-copies of clips in %s", res.stats.reference_removed, res.stats.reference_index)
     return res

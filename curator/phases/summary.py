@@ -92,7 +92,9 @@ def run(state: PhaseState) -> Summary:
         summary = summarize(state.rundir, wall, state.counts.get("videos_resumed", 0),
                             state.results.get("shard") or [], mf)
         summary.videos_lost = state.counts.get("videos_lost", 0)
-        doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary)}, mf)
+        timing = {"stream_s": None if state.stream_s is None else round(state.stream_s, 3),
+                  "phases_s": dict(state.seconds)}
+        doc = metrics.compute(state.rundir.uri, state.stages, wall, {"summary": asdict(summary), **timing}, mf)
     state.rundir.write_metrics(state.placement(doc) if state.placement else doc)
     state.rundir.write_summary({**asdict(summary), "error_rate": round(summary.error_rate, 6)})
     return summary

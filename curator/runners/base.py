@@ -3,6 +3,7 @@
     runner.stream(pipeline, listing) -> Iterator[list[Row]]   the per-clip stages
     runner.map(fn, items[, resources]) -> Iterator[result]    run-level phases (shards, dedup)
     runner.progress()                -> dict                  per-stage batches/rows/nodes so far
+    runner.prepare(pipeline), runner.capacity()              set up before the stream; CPUs/GPUs at once
     runner.close()
     runner.name, runner.distributed                          "local" / "ray"; whether work
                                                              leaves this process (Ray)
@@ -45,6 +46,15 @@ class Runner(ABC):
     def progress(self) -> dict[str, Any]:
         """Per-stage batches, rows, seconds and nodes so far (curator.tracking's snapshot)."""
         return {"stages": {}, "nodes": {}}
+
+    def prepare(self, pipeline: "Pipeline") -> None:
+        """Start what the stream needs before its first input (local: every stage's setup();
+        Ray: the cluster connection), so that a caller can time it apart (`curator plan`);
+        stream() does it itself otherwise."""
+
+    def capacity(self) -> dict[str, float]:
+        """What the stages can run on at once: {"CPU": n, "GPU": m} (local: one at a time)."""
+        return {"CPU": 1.0, "GPU": 0.0}
 
     def close(self) -> None:
         """Release what the runner holds (stages, models)."""

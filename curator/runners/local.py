@@ -31,6 +31,10 @@ class LocalRunner(Runner):
             self._stages = [spec.build(pipeline.ctx) for spec in pipeline.specs]
         return self._stages
 
+    def prepare(self, pipeline: Pipeline) -> None:
+        for stage in self.stages(pipeline):
+            stage.ensure_setup()
+
     def stream(self, pipeline: Pipeline, listing: Listing) -> Iterator[list[Row]]:
         stages = self.stages(pipeline)
         node = where()

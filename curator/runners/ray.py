@@ -367,6 +367,16 @@ class RayRunner(Runner):
             info.update(self._node_info.get(node_id, {}))
         return snap
 
+    def prepare(self, pipeline: Pipeline) -> None:
+        init_ray(self.cfg)
+
+    def capacity(self) -> dict[str, float]:
+        import ray
+
+        init_ray(self.cfg)
+        res = ray.cluster_resources()
+        return {"CPU": float(res.get("CPU", 0.0)), "GPU": float(res.get("GPU", 0.0))}
+
     def close(self) -> None:
         pass
 

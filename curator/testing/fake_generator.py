@@ -15,7 +15,10 @@ produced.
 Batch mode follows Cosmos's naming: line *i* of the JSONL becomes ``DIR/<i>.mp4``. Modes:
 ``fail`` exits 1 with a message on stderr, ``hang`` sleeps an hour, ``garbage`` writes bytes
 that are not a video. ``--fail-if TEXT`` (``--hang-if``, ``--garbage-if``) does that only to
-prompts containing TEXT.
+prompts containing TEXT. Two ways to get footage other than the prompt asks for:
+``--copy-from PATH --copy-if TEXT`` answers prompts containing TEXT with a re-encode of PATH (a
+near-copy of existing footage), ``--as-place PLACE --as-if TEXT`` renders them in PLACE's colour
+(content that does not match the prompt).
 """
 
 from __future__ import annotations
@@ -48,6 +51,17 @@ def colour_for(prompt: str) -> tuple[int, int, int]:
     scale = next((s for word, s in TIME_SCALE.items() if word in p), 1.0)
     r, g, b = rgb
     return (int(r * scale), int(g * scale), int(b * scale))
+
+
+def copy_of(source: str, output: str) -> None:
+    """A near-copy of `source`: re-encoded (another quality), atomically."""
+    from curator.testing.synth import run_ffmpeg
+
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tmp = f"{output}.part-{os.getpid()}.mp4"
+    run_ffmpeg(["-i", source, "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p",
+                tmp])
+    os.replace(tmp, output)
 
 
 def render(prompt: str, seed: int, output: str, *, seconds: float = 2.0, size: tuple[int, int] = (64, 48),
@@ -90,7 +104,13 @@ def _one(prompt: str, negative: str, seed: int, output: str, args: argparse.Name
         with open(output, "wb") as f:
             f.write(b"this is not a video\n" * 50)
         return 0
-    render(prompt, seed, output, seconds=args.seconds)
+    if args.copy_if and args.copy_from and args.copy_if in prompt:
+        copy_of(args.copy_from, output)
+    elif args.as_if and args.as_place and args.as_if in prompt:
+        times = "".join(f" {w}" for w in TIME_SCALE if w in prompt.lower())  # the asked brightness, another place
+        render(args.as_place + times, seed, output, seconds=args.seconds)
+    else:
+        render(prompt, seed, output, seconds=args.seconds)
     append_log(args.log, {"prompt": prompt, "negative_prompt": negative, "seed": seed, "output": output,
                           "pid": os.getpid(), "condition": condition})
     return 0
@@ -112,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-if")
     ap.add_argument("--hang-if")
     ap.add_argument("--garbage-if")
+    ap.add_argument("--copy-from", help="a video: prompts containing --copy-if get a re-encode of it")
+    ap.add_argument("--copy-if")
+    ap.add_argument("--as-place", help="a place: prompts containing --as-if are rendered in its colour")
+    ap.add_argument("--as-if")
     args = ap.parse_args(argv)
     if args.batch_input_path:
         rc = 0

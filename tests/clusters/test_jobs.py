@@ -41,6 +41,25 @@ def test_entrypoint_is_curator_run_with_the_same_options():
     assert args.overrides == ["stages.split.method=fixed", "stages.transcode.resources.custom={nvenc: 1}"]
 
 
+def test_trial_options_and_an_input_list_reach_the_job():
+    """--limit/--sample/--seed travel as the config keys they set; an input list by its name in
+    the job's working directory (submit copies a local one there)."""
+    from curator.cli import _selection
+
+    args = build_parser().parse_args(["submit", "--input-list", "/data/list.csv", "-o", "s3://out/r",
+                                      "--limit", "5", "--sample", "0.1", "--seed", "3"])
+    assert _selection(args) == ["run.limit=5", "run.sample=0.1", "run.sample_seed=3"]
+    ep = jobs.entrypoint(None, _selection(args), None, "s3://out/r", input_list="curator-job-inputs.csv")
+    again = build_parser().parse_args(shlex.split(ep)[3:])
+    assert again.input_list == "curator-job-inputs.csv" and again.input is None
+    assert again.overrides == ["run.limit=5", "run.sample=0.1", "run.sample_seed=3"]
+    cfg = jobs.load_checked(None, again.overrides, input_list="s3://lists/in.csv", output="s3://out/r")
+    assert (cfg.run.limit, cfg.run.sample, cfg.run.sample_seed) == (5, 0.1, 3)
+    with pytest.raises(jobs.JobError, match="input list not found"):
+        jobs.submit("http://127.0.0.1:9", cfg.model_copy(update={"input_list": "/nonexistent/list.csv"}),
+                    config_file=None, overrides=[])
+
+
 def test_env_vars_are_passed_by_name_only():
     env = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "OTHER": "x"}
     got = jobs.env_vars(["AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"], env)

@@ -252,3 +252,119 @@ def test_video2world_condition_from_the_source(real_run: Path, tmp_path: Path) -
     assert len(lines) == 2 and all(os.path.isfile(x["condition"]) for x in lines)
     m = [r for r in pq.read_table(out / "manifest.parquet").to_pylist() if r["kind"] == "clip"]
     assert len(m) == 2 and {r["condition_clip"] for r in m} == real  # variants 0 and 1: each real clip once
+
+
+def _samples(out: Path) -> list[dict]:
+    samples = []
+    for tar in (out / "shards").rglob("*.tar"):
+        with tarfile.open(tar) as tf_:
+            samples += [json.load(tf_.extractfile(mem)) for mem in tf_.getmembers() if mem.name.endswith(".json")]
+    return samples
+
+
+def test_near_copy_of_an_indexed_clip_is_a_duplicate_and_the_loop_goes_on(real_run: Path, tmp_path: Path) -> None:
+    """Generated clips are deduplicated against the source's index (here the index of --run): the stand-in
+    generator answers the first zoo prompt with a re-encode of a real, indexed clip; that clip is marked
+    duplicate_of_index in the manifest, is not counted nor sharded, and the next round makes another zoo
+    prompt, which is kept like the museum's."""
+    import shlex
+
+    from curator import storage
+    from curator.generate.prompts import make_prompt
+    from curator.taxonomy import load_places
+
+    tax = load_places()
+    first, second = (make_prompt({"place": "zoo"}, v, tax).text for v in (0, 1))
+    assert first != second and first not in second
+    real = sorted((r for r in pq.read_table(real_run / "manifest.parquet").to_pylist()
+                   if r["kind"] == "clip" and r["status"] == "ok"), key=lambda r: r["clip_id"])
+    assert (real_run / "index" / "index.json").is_file()
+    copied = real[0]
+    log, out = tmp_path / "gen.log", tmp_path / "out"
+    tf = targets(tmp_path / "t.yaml", [{"where": {"place": "zoo"}, "min_clips": 1},
+                                       {"where": {"place": "museum"}, "min_clips": 1}])
+    extra = f"--copy-from {shlex.quote(storage.local_path(copied['clip_uri']))} --copy-if {shlex.quote(first)}"
+    r = curator("generate", "--targets", str(tf), "-o", str(out), "--run", str(real_run), "--generator", "command",
+                "--command", command(log, extra), "--max-clips", "4", *SETS)
+    prompts = [x["prompt"] for x in log_lines(log)]
+    assert sorted(prompts) == sorted([first, second, make_prompt({"place": "museum"}, 0, tax).text]), r.stderr
+    clips = [c for c in pq.read_table(out / "manifest.parquet").to_pylist() if c["kind"] == "clip"]
+    dup = [c for c in clips if c["prompt"] == first]
+    assert len(dup) == 1 and len(clips) == 3
+    d = dup[0]
+    assert (d["status"], d["stage"], d["reason"]) == ("rejected", "dedup", "duplicate_of_index")
+    assert d["duplicate_of"] == copied["clip_id"] and d["similarity"] >= 0.8 and copied["clip_id"] in d["detail"]
+    kept = [c for c in clips if c is not d]
+    assert all(c["status"] == "ok" and c["duplicate_of"] is None for c in kept)
+    # the real clip the copy was not made of is not matched either
+    assert {c["clip_id"] for c in kept}.isdisjoint({x["clip_id"] for x in real})
+    st = status(out)
+    assert st["stop_reason"] == "targets met" and st["not_counted"] == {"duplicate_of_index": 1}
+    assert st["reference_index"] == storage.normalize(str(real_run / "index"))
+    assert counted(out) == {"place=zoo": (1, True), "place=museum": (1, True)}
+    nc = [e for e in ledger(out) if e["event"] == "not_counted"]
+    assert len(nc) == 1 and nc[0]["clip_id"] == d["clip_id"] and nc[0]["reason"] == "duplicate_of_index"
+    samples = _samples(out)
+    assert len(samples) == 2 and first not in {s["prompt"] for s in samples}
+    # without the source's index (dedup_against_source off) the copy would have counted
+    log2, out2 = tmp_path / "gen2.log", tmp_path / "out2"
+    curator("generate", "--targets", str(tf), "-o", str(out2), "--run", str(real_run), "--generator", "command",
+            "--command", command(log2, extra), "--max-clips", "4", "--set", "generate.dedup_against_source=false",
+            *SETS)
+    assert len(log_lines(log2)) == 2 and counted(out2) == {"place=zoo": (1, True), "place=museum": (1, True)}
+
+
+def test_verify_with_a_trained_head_counts_agreeing_clips_and_records_a_mismatch(tmp_path: Path) -> None:
+    """verify with a tagger that recognises the stand-in's footage: a place head trained on its renders
+    (tiny random-weight CLIP embeddings, colour = place). A zoo prompt rendered in the museum's colour is
+    tagged museum: it does not count (verify_mismatch, recorded) and the loop makes another zoo prompt,
+    which the head tags zoo and which counts."""
+    import shlex
+
+    from curator.generate.prompts import make_prompt
+    from curator.taxonomy import load_places
+    from curator.testing import tiny_models
+    from curator.testing.fake_generator import render
+
+    model_dir = tmp_path / "models"
+    name = tiny_models.build_open_clip(str(model_dir))
+    tag_sets = ["--set", "stages.order=[embed,place_tag]", "--set", f"stages.embed.model={name}",
+                "--set", f"models.dir={model_dir}", "--set", "stages.embed.device=cpu",
+                "--set", "stages.embed.num_frames=4", "--set", "stages.place_tag.device=cpu",
+                "--set", "stages.split.method=fixed", "--set", "stages.split.stride_s=2",
+                "--set", "stages.split.min_clip_s=1", "--set", "dedup.enabled=false", "--set", "run.log_level=WARNING"]
+    places = ("zoo", "museum", "hospital", "city")
+    for place in places:
+        for seed in (101, 202, 303):
+            render(f"footage of a {place}", seed, str(tmp_path / "train" / f"{place}-{seed}.mp4"))
+    run = tmp_path / "trainrun"
+    curator("run", "-i", str(tmp_path / "train"), "-o", str(run), "--runner", "local", *tag_sets,
+            "--set", "run.shard=false", "--set", "index.enabled=false")
+    rows = [r for r in pq.read_table(run / "manifest.parquet").to_pylist() if r["kind"] == "clip"]
+    assert len(rows) == 12
+    labels = tmp_path / "labels.csv"
+    labels.write_text("clip_id,place\n" + "".join(f"{r['clip_id']},{Path(r['source_key']).stem.split('-')[0]}\n"
+                                                  for r in rows))
+    curator("train-tag-head", str(run), "--labels", str(labels), "--epochs", "300", "--holdout", "0",
+            "--set", f"models.dir={model_dir}")
+    assert (model_dir / "place_tag" / "head.pt").is_file()
+
+    tax = load_places()
+    zoo0, zoo1 = (make_prompt({"place": "zoo"}, v, tax).text for v in (0, 1))
+    log, out = tmp_path / "gen.log", tmp_path / "out"
+    tf = targets(tmp_path / "t.yaml", [{"where": {"place": "zoo"}, "min_clips": 1},
+                                       {"where": {"place": "museum"}, "min_clips": 1}])
+    r = curator("generate", "--targets", str(tf), "-o", str(out), "--generator", "command",
+                "--command", command(log, f"--as-place museum --as-if {shlex.quote(zoo0)}"), "--max-clips", "4",
+                "--set", "generate.verify=true", *tag_sets)
+    prompts = sorted(x["prompt"] for x in log_lines(log))
+    assert prompts == sorted([zoo0, zoo1, make_prompt({"place": "museum"}, 0, tax).text]), r.stdout + r.stderr
+    clips = {c["prompt"]: c for c in pq.read_table(out / "manifest.parquet").to_pylist() if c["kind"] == "clip"}
+    assert all(c["status"] == "ok" and c["tag_source"] == "head" for c in clips.values())
+    assert clips[zoo0]["place"] == "museum" and clips[zoo1]["place"] == "zoo"
+    st = status(out)
+    assert st["stop_reason"] == "targets met" and st["not_counted"] == {"verify_mismatch": 1}
+    assert counted(out) == {"place=zoo": (1, True), "place=museum": (1, True)}
+    nc = [e for e in ledger(out) if e["event"] == "not_counted"]
+    assert len(nc) == 1 and nc[0]["clip_id"] == clips[zoo0]["clip_id"] and nc[0]["reason"] == "verify_mismatch"
+    assert "place='museum'" in nc[0]["detail"] and "place='zoo'" in nc[0]["detail"]

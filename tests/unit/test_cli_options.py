@@ -11,7 +11,7 @@ from curator.cli import build_parser, main
 pytestmark = pytest.mark.unit
 
 #: commands that write a result somewhere and so take -o/--output
-WRITERS = {"run", "submit", "report", "index", "train-type-head"}
+WRITERS = {"run", "submit", "report", "index", "train-type-head", "train-tag-head", "generate"}
 
 
 def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
@@ -32,7 +32,9 @@ def test_dash_o_is_output_everywhere_and_only_where_a_command_writes():
         for a in visible:
             assert ("-o" in a.option_strings) == ("--output" in a.option_strings), (name, a.option_strings)
             # no second spelling of an output option on show
-            assert not set(a.option_strings) & {"--out", "--output-file", "--dest", "--index"}, (name, a.option_strings)
+            assert not set(a.option_strings) & {"--out", "--output-file", "--dest"}, (name, a.option_strings)
+            # `--index` names an index to read (generate, search); it is never where a command writes
+            assert "--index" not in a.option_strings or a.dest != "output", (name, a.option_strings)
         if any("--output" in a.option_strings for a in visible):
             seen.add(name)
             out = next(a for a in visible if "--output" in a.option_strings)

@@ -127,3 +127,32 @@ def test_max_generated_fraction_per_bucket() -> None:
     sel2 = Selection(cfg.splits, None, 0.5)
     assert [bool(sel2.select({"origin": o}, "b")) for o in order] == got
     assert not sel2.select({"origin": "generated"}, "other") and sel2.select({"origin": "real"}, "other")
+
+
+def test_upsampler_through_the_openai_sdk_env_and_server_errors(monkeypatch) -> None:
+    """OPENAI_BASE_URL / OPENAI_API_KEY honoured; a 5xx is retried by the SDK, then the template's prompt
+    comes back with the reason; a malformed answer likewise."""
+    from curator.generate.upsample import Upsampler, upsample
+    from curator.testing.openai_server import FakeOpenAIServer
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert upsample("a zoo", None, "tiny") == ("a zoo", "generate.upsampler.url is not set (nor OPENAI_BASE_URL)")
+    with FakeOpenAIServer(answer=lambda req: f"LONG {req.prompt}") as ok:
+        monkeypatch.setenv("OPENAI_BASE_URL", ok.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+        up = Upsampler(None, "tiny", instruction="rewrite", retries=0, timeout_s=10)
+        assert up("a zoo", seed=7) == ("LONG a zoo", None)
+        up.close()
+        req = ok.requests[0]
+        assert req.model == "tiny" and req.temperature == 0.0 and req.extra.get("seed") == 7
+        assert req.authorization == "Bearer sk-test-key"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with FakeOpenAIServer(behaviour=lambda req: "500") as bad:
+        text, err = upsample("a museum at night", bad.url, "tiny", retries=1, timeout_s=10)
+        assert text == "a museum at night" and err == "http 500: injected 500"
+        assert len(bad.requests) == 2  # the SDK retried the 5xx once
+        assert bad.requests[0].authorization is None  # no key: no header
+    with FakeOpenAIServer(behaviour=lambda req: "malformed") as mal:
+        text, err = upsample("a city", mal.url, "tiny", retries=0, timeout_s=10)
+        assert text == "a city" and err
