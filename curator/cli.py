@@ -306,7 +306,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.like:
             vec = index.like_vector(meta, args.like)
         elif args.text:
-            vec = index.text_vector(meta, args.text, cfg.models.dir)
+            vec = index.text_vector(meta, args.text, cfg.models.dir,
+                                    trust_remote_code=cfg.stages.embed.trust_remote_code,
+                                    endpoint=cfg.stages.embed.endpoint)
         hits = index.search(args.index, vector=vec, where_text=args.where, limit=args.limit,
                             nprobe=cfg.index.nprobe, exclude=args.like)
     except (index.SearchError, where.WhereError) as exc:
@@ -414,7 +416,8 @@ def _config_models(cfg: PipelineConfig) -> list[str]:
     """Models the enabled stages of this config read from the model directory."""
     st = cfg.stages
     names = []
-    if "embed" in st.order and st.embed.enabled and st.embed.model != "perceptual":
+    if "embed" in st.order and st.embed.enabled and st.embed.model != "perceptual" \
+            and not st.embed.model.startswith("endpoint:"):
         names.append(st.embed.model)
     if "caption" in st.order and st.caption.enabled and st.caption.backend != "endpoint":
         names.append(st.caption.model)
@@ -463,11 +466,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     # download
     for name in args.names:
         try:
-            dest = registry.model_path(name, model_dir)
             if args.dry_run:
-                spec = registry.spec_for(name)
-                files = f" ({', '.join(spec.files)})" if spec.files else ""
-                print(f"{name}: would download from {spec.source}{files} into {dest}")
+                print(registry.plan(name, model_dir).describe())
                 continue
             registry.download(name, model_dir)
         except registry.ModelError as exc:

@@ -361,8 +361,11 @@ def like_vector(meta: IndexMeta, clip_id: str) -> np.ndarray:
     raise SearchError(f"clip {clip_id!r} is not in the index at {storage.display(meta.uri)}")
 
 
-def text_vector(meta: IndexMeta, text: str, model_dir: str) -> np.ndarray:
-    """The CLIP text embedding of a query, with the model the index was built with."""
+def text_vector(meta: IndexMeta, text: str, model_dir: str, trust_remote_code: bool = False,
+                endpoint: Any = None) -> np.ndarray:
+    """The text embedding of a query, by the text tower of the model the index was built with
+    (open_clip, an hf-video model — `trust_remote_code` lets it run its repository's code — or an
+    embeddings endpoint: `endpoint` is stages.embed.endpoint)."""
     from curator.media.perceptual import NAME as PERCEPTUAL
 
     model = meta.model
@@ -374,6 +377,28 @@ def text_vector(meta: IndexMeta, text: str, model_dir: str) -> np.ndarray:
     if not model:
         raise SearchError("the index names no embedding model; text search needs the CLIP model its clips were "
                           "embedded with")
+    if model.startswith("endpoint:"):  # the embeddings server the clips were embedded by
+        from curator.config import EmbedEndpointConfig
+        from curator.models.embed_endpoint import EndpointEmbedder
+
+        try:
+            emb = EndpointEmbedder(model, endpoint or EmbedEndpointConfig())
+            try:
+                return emb.encode_text([text])[0].astype(np.float32)
+            finally:
+                emb.close()
+        except Exception as exc:
+            raise SearchError(f"text search through {model}: {type(exc).__name__}: {exc}") from None
+    if model.startswith("hf-video:"):  # a transformers video-text model: its own text tower
+        from curator.models import hf_video
+
+        try:
+            vm = hf_video.load(model, model_dir, device="auto", trust_remote_code=trust_remote_code)
+        except FileNotFoundError as exc:
+            raise SearchError(f"text search needs the model {model}: {exc}") from None
+        except ValueError as exc:
+            raise SearchError(f"text search: cannot load {model}: {exc}") from None
+        return vm.encode_text([text])[0].astype(np.float32)
     try:
         from curator.models import clip as clip_mod  # the CLIP wrapper (embed stage)
     except ImportError as exc:

@@ -8,6 +8,13 @@ Backends (``stages.embed.model``):
   uniformly spaced frames, decoded straight at the size the model's preprocess config
   asks for; frame embeddings are mean-pooled and L2-normalised. All frames of a batch
   of clips go through the tower together (GPU when the worker has one).
+* ``hf-video:<org>/<name>[@rev]`` — a transformers video-text model (X-CLIP, Cosmos-Embed1,
+  InternVideo2; :mod:`curator.models.hf_video`): the model's frame count of uniformly spaced
+  frames, its processor's preprocessing, its video tower; one unit-norm vector per clip in
+  the space of its text tower (``curator search "text"`` uses that tower).
+* ``endpoint:<server model>`` — an OpenAI-compatible ``/v1/embeddings`` server
+  (:mod:`curator.models.embed_endpoint`): each of ``num_frames`` frames as an image request,
+  mean-pooled, unit norm; its text embeddings answer text search.
 
 Columns: ``embedding`` (list<float16>) and ``embedding_model``. A clip that cannot be
 decoded stops here with status ``error`` (reason ``embed_failed``): dedup needs a vector
@@ -17,6 +24,7 @@ for every kept clip.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,17 +57,43 @@ class EmbedStage(Stage):
     def requirements(self) -> list[Requirement]:
         if self.config.model == "perceptual":
             return []
+        if self.config.model.startswith("endpoint:"):
+            import os
+
+            if self.config.endpoint.url or os.environ.get("OPENAI_BASE_URL"):
+                return []
+            return [Requirement("embed endpoint has no URL", fix="set stages.embed.endpoint.url=http://HOST:PORT/v1")]
         req = registry.requirement(self.config.model, self.ctx.model_dir, "stage embed")
         return [req] if req else []
 
     def setup(self) -> None:
-        self.clip = None
+        self.clip: Any = None
         if self.config.model != "perceptual":
+            if self.config.model.startswith("endpoint:"):
+                from curator.models.embed_endpoint import EndpointEmbedder
+
+                self.clip = EndpointEmbedder(self.config.model, self.config.endpoint)
+                self.num_frames = self.config.num_frames
+                self.model_id = self.config.model
+                return
+            if self.config.model.startswith("hf-video:"):
+                from curator.models import hf_video
+
+                self.clip = hf_video.load(self.config.model, self.ctx.model_dir, device=self.config.device,
+                                          precision=self.config.precision, num_frames=self.config.num_frames,
+                                          forward_batch_size=self.config.forward_batch_size,
+                                          trust_remote_code=self.config.trust_remote_code)
+                self.num_frames = self.clip.num_frames
+                self.model_id = self.clip.name
+                log.info("embed: %s on %s, %d frames", self.model_id, self.clip.device, self.num_frames)
+                return
             from curator.models import clip
 
             self.clip = clip.load_name(self.config.model, self.ctx.model_dir, device=self.config.device,
                                        precision=self.config.precision,
                                        forward_batch_size=self.config.forward_batch_size)
+            self.num_frames = self.config.num_frames
+            self.model_id = self.config.model
             log.info("embed: %s on %s, input %s", self.config.model, self.clip.device, self.clip.image_size)
 
     def process_rows(self, rows: list[Row]) -> list[list[Row]]:
@@ -69,8 +103,10 @@ class EmbedStage(Stage):
         ok: list[Row] = []
         for row in rows:
             try:
-                w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
-                arr, _ = sample_clip_frames(row, self.config.num_frames, (w, h))
+                size = None
+                if hasattr(self.clip, "decode_size"):  # an endpoint model gets the frames as coded
+                    size = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
+                arr, _ = sample_clip_frames(row, self.num_frames, size)
                 frames.append(arr)
                 ok.append(row)
             except Exception as exc:
@@ -79,7 +115,7 @@ class EmbedStage(Stage):
             vecs = self.clip.embed_clips(frames)
             for row, v in zip(ok, vecs):
                 row["embedding"] = v.astype(np.float16).tolist()
-                row["embedding_model"] = self.config.model
+                row["embedding_model"] = self.model_id
         return [[r] for r in rows]
 
     def _perceptual(self, row: Row) -> Row:

@@ -9,14 +9,20 @@ its own. ``drop_bottom_percent`` is a global rule applied over the whole run's m
 after the run (see :mod:`curator.phases.refilter`).
 
 ``aesthetic`` — a small MLP head over CLIP image embeddings (the LAION improved-aesthetic-
-predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1), weights and CLIP from the model
-directory; mean over sampled frames; rejects ``low_aesthetic`` below 3.5 (the reference).
+predictor layout: 768 -> 1024 -> 128 -> 64 -> 16 -> 1; its published
+``sac+logos+ava1-l14-linearMSE.pth`` over CLIP ViT-L/14 through ``curator models download
+aesthetic``), weights and CLIP from the model directory; mean over sampled frames; rejects
+``low_aesthetic`` below 3.5 (the reference).
 
-``dover`` — a DOVER-style video quality model exported with TorchScript at
-``models.dir/dover/dover.pt`` (or with ``torch.export`` as a ``.pt2`` archive): input
-float32 ``[1, 3, T, S, S]`` (RGB 0..1, ImageNet-normalised, T = ``frames`` uniformly
-sampled, S = ``size``), output one or more scores whose mean is ``dover_score``. Rejects ``low_dover`` below ``min_score`` and, globally, the bottom
-``drop_bottom_percent`` (15 % in the reference design).
+``dover`` — DOVER (:mod:`curator.models.dover`): its two views (technical: 7x7 spatial
+fragments of 32x32 patches from full-resolution frames over 3 temporal clips of 32 frames;
+aesthetic: 32 whole frames resized to 224x224), its published weights (``dover/DOVER.pth``
+through ``curator models download dover``, with the ``dover`` package's network code) or a
+TorchScript / ``torch.export`` module taking the two views; ``dover_technical``,
+``dover_aesthetic`` and their fusion ``dover_score`` (0..1). Clips of a batch go through the
+model together. ``input: single`` keeps the older one-tensor contract (``[1, 3, T, S, S]``,
+ImageNet-normalised 0..1, the mean of the outputs). Rejects ``low_dover`` below
+``min_score`` and, globally, the bottom ``drop_bottom_percent`` (15 % in the reference design).
 
 Both optional stages name their missing weights at start-up and are skipped; nothing is
 faked when the weights are absent.
@@ -171,9 +177,11 @@ class AestheticStage(Filter):
     def requirements(self) -> list[Requirement]:
         missing = []
         if not os.path.isfile(self._head()):
+            default = self._head().endswith("sac+logos+ava1-l14-linearMSE.pth")
             missing.append(Requirement("aesthetic MLP head weights", self._head(),
-                                       fix="place the LAION improved-aesthetic-predictor state dict there "
-                                           "(docs/filters.md)"))
+                                       fix="curator models download aesthetic" if default else
+                                       "place the LAION improved-aesthetic-predictor state dict there "
+                                       "(docs/filters.md)"))
         from curator.models import registry
 
         req = registry.requirement(self.config.clip_model, self.ctx.model_dir, "stage aesthetic")
@@ -192,12 +200,24 @@ class AestheticStage(Filter):
         self.torch = torch
 
     def measure(self, row: Row) -> dict[str, Any]:
-        frames = _frames(row, self.config.sample_frames)
-        emb = np.asarray(self.clip.encode_images(frames), dtype=np.float32)
+        return self.measure_rows([row])[0]
+
+    def measure_rows(self, rows: list[Row]) -> list[dict[str, Any]]:
+        """All frames of the batch's clips through CLIP (in its forward batches) and the head at once."""
+        per: list[np.ndarray] = []
+        for row in rows:
+            check_deadline()
+            w, h = self.clip.decode_size(row.get("clip_width") or 0, row.get("clip_height") or 0)
+            per.append(_frames(row, self.config.sample_frames, (w, h)))
+        emb = np.asarray(self.clip.encode_images(np.concatenate(per)), dtype=np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-8
         with self.torch.no_grad():
             s = self.head(self.torch.from_numpy(emb).to(self.device)).squeeze(-1).float().cpu().numpy()
-        return {"aesthetic_score": round(float(s.mean()), 6)}
+        out, k = [], 0
+        for f in per:
+            out.append({"aesthetic_score": round(float(s[k:k + len(f)].mean()), 6)})
+            k += len(f)
+        return out
 
 
 # -------------------------------------------------------------------------- DOVER
@@ -210,7 +230,7 @@ class DoverStage(Filter):
     reasons = ("low_dover",)
     stateful = True
     config: DoverConfig
-    columns = [("dover_score", pa.float64())]
+    columns = [("dover_score", pa.float64()), ("dover_technical", pa.float64()), ("dover_aesthetic", pa.float64())]
 
     @classmethod
     def rules(cls, config: DoverConfig) -> list[Rule]:
@@ -221,27 +241,67 @@ class DoverStage(Filter):
         return [("dover_score", config.drop_bottom_percent)]
 
     def _path(self) -> str:
-        return os.path.join(self.ctx.model_dir if self.ctx else "", self.config.weights)
+        w = self.config.weights
+        return w if os.path.isabs(w) else os.path.join(self.ctx.model_dir if self.ctx else "", w)
 
     def requirements(self) -> list[Requirement]:
+        from curator.models import dover
+
         p = self._path()
         if not os.path.exists(p):
-            return [Requirement("DOVER-style quality model (TorchScript)", p,
-                                fix="export DOVER with torch.jit.trace to that path (docs/filters.md)")]
+            fix = ("curator models download dover" if p.endswith("DOVER.pth") else
+                   "export a module forward(technical, aesthetic) with torch.jit.script/trace to that path "
+                   "(docs/filters.md)")
+            return [Requirement("DOVER video quality model", p, fix=fix)]
+        if p.endswith(".pth") and self.config.input == "views":
+            why = dover.dover_package_missing()
+            if why:
+                return [Requirement(f"DOVER's published weights need {why}",
+                                    fix="pip install git+https://github.com/VQAssessment/DOVER einops timm")]
         return []
 
     def setup(self) -> None:
         import torch
 
+        from curator.models import dover
+
         self.torch = torch
         self.device = _device(self.config.device)
-        path = self._path()
-        if path.endswith(".pt2"):  # torch.export archive
-            self.model = torch.export.load(path).module().to(self.device)
-        else:  # TorchScript
-            self.model = torch.jit.load(path, map_location=self.device).eval()
+        self.model = dover.load(self._path(), self.device)
+        self.spec = dover.ViewSpec()
+
+    def _views(self, row: Row) -> dict[str, np.ndarray]:
+        from curator.media.source import clip_source_of
+        from curator.models import dover
+
+        n = int(row.get("clip_frames") or 0)
+        if not n:
+            from curator.media.decode import iter_frames
+
+            n = sum(1 for _ in iter_frames(clip_source_of(row), threads=False))
+        return dover.decode_views(clip_source_of(row), n, self.spec)
+
+    def measure_rows(self, rows: list[Row]) -> list[dict[str, Any]]:
+        if self.config.input == "single":
+            return [self._measure_single(r) for r in rows]
+        from curator.models import dover
+
+        out: list[dict[str, Any]] = []
+        bs = max(1, self.config.forward_batch_size)
+        for i in range(0, len(rows), bs):
+            views = []
+            for r in rows[i:i + bs]:
+                check_deadline()
+                views.append(self._views(r))
+            for t, a in dover.score(self.model, views, self.device):
+                out.append({"dover_score": round(dover.fuse(t, a), 6), "dover_technical": round(t, 6),
+                            "dover_aesthetic": round(a, 6)})
+        return out
 
     def measure(self, row: Row) -> dict[str, Any]:
+        return self.measure_rows([row])[0]
+
+    def _measure_single(self, row: Row) -> dict[str, Any]:
         s = self.config.size
         frames = _frames(row, self.config.frames, (s, s)).astype(np.float32) / 255.0
         x = (frames - IMAGENET_MEAN) / IMAGENET_STD  # [T, S, S, 3]
@@ -252,4 +312,4 @@ class DoverStage(Filter):
             vals = [float(o.float().mean()) for o in out]
         else:
             vals = [float(out.float().mean())]
-        return {"dover_score": round(float(np.mean(vals)), 6)}
+        return {"dover_score": round(float(np.mean(vals)), 6), "dover_technical": None, "dover_aesthetic": None}

@@ -47,6 +47,7 @@ from curator.config.stages import (
     CaptionEndpointConfig,
     CaptionVllmConfig,
     EmbedConfig,
+    EmbedEndpointConfig,
     IngestConfig,
     PlaceTagConfig,
     PlaceTagVlmConfig,
@@ -59,8 +60,8 @@ from curator.storage.config import StorageConfig
 
 __all__ = [
     "AestheticConfig", "BlurConfig", "CaptionConfig", "CatalogConfig", "CaptionEndpointConfig", "CaptionVllmConfig",
-    "ConfigError",
-    "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig", "FilterConfig",
+    "ConfigError", "DEFAULT_CAPTION_PROMPT", "DEFAULT_ORDER", "DedupConfig", "DoverConfig", "EmbedConfig",
+    "EmbedEndpointConfig", "FilterConfig",
     "GenerateConfig", "IndexConfig", "IngestConfig", "LatentProfileConfig", "ModelsConfig", "MotionConfig", "NVENC_RESOURCE", "PipelineConfig",
     "PlaceTagConfig", "PlaceTagVlmConfig",
     "QualityConfig", "RUNTIME_KEYS", "ReportConfig", "Resources", "RunConfig", "ShardConfig", "SplitConfig",

@@ -65,9 +65,10 @@ class QualityConfig(FilterConfig):
 
 
 class AestheticConfig(FilterConfig):
-    weights: str = Field("aesthetic/head.pth", description="MLP head over CLIP image embeddings (state dict in the "
-                                                           "LAION improved-aesthetic-predictor layout), relative "
-                                                           "to models.dir.")
+    weights: str = Field("aesthetic/sac+logos+ava1-l14-linearMSE.pth",
+                         description="MLP head over CLIP image embeddings (state dict in the LAION improved-aesthetic-"
+                                     "predictor layout), relative to models.dir; the default is its published head "
+                                     "(`curator models download aesthetic`).")
     clip_model: str = Field("open_clip:ViT-L-14/openai", description="The CLIP model the head was trained on "
                                                                     "(a model-directory name).")
     sample_frames: int = Field(4, ge=1, description="Frames scored per clip (the clip score is their mean).")
@@ -77,10 +78,15 @@ class AestheticConfig(FilterConfig):
 
 
 class DoverConfig(FilterConfig):
-    weights: str = Field("dover/dover.pt", description="A DOVER-style video quality model exported with "
-                                                        "TorchScript, relative to models.dir (see docs/filters.md).")
-    frames: int = Field(32, ge=1, description="Frames per clip given to the model.")
-    size: int = Field(224, ge=32, description="Side of the square frames given to the model.")
+    weights: str = Field("dover/DOVER.pth", description="DOVER's published weights (`curator models download dover`; "
+                                                        "needs the dover package) or a TorchScript .pt / torch.export "
+                                                        ".pt2 module, relative to models.dir (see docs/filters.md).")
+    input: Literal["views", "single"] = Field(
+        "views", description="'views': DOVER's technical and aesthetic views, forward(technical, aesthetic) -> "
+                             "(technical, aesthetic); 'single': one [1, 3, frames, size, size] tensor (older exports).")
+    forward_batch_size: int = Field(4, ge=1, description="Clips per forward pass (views input).")
+    frames: int = Field(32, ge=1, description="input single: frames per clip given to the model.")
+    size: int = Field(224, ge=32, description="input single: side of the square frames given to the model.")
     min_score: float | None = Field(None, description="Keep clips whose dover_score is at least this.")
     drop_bottom_percent: float = Field(
         15.0, ge=0, lt=100, description="Global rule: drop this percentage of clips with the lowest dover_score "

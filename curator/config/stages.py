@@ -144,13 +144,31 @@ class StagingConfig(_Model):
     resources: Resources = _res(num_cpus=0.25, batch_size=4)
 
 
+class EmbedEndpointConfig(_Model):
+    url: str | None = Field(None, description="endpoint: OpenAI-compatible base URL serving /embeddings "
+                                              "(unset: OPENAI_BASE_URL).")
+    api_key_env: str | None = Field(None, description="endpoint: the environment variable holding the API key "
+                                                      "(unset: OPENAI_API_KEY).")
+    concurrency: int = Field(8, ge=1, le=1024, description="endpoint: requests in flight per worker.")
+    timeout_s: float = Field(60.0, gt=0, description="endpoint: per-request timeout in seconds.")
+    retries: int = Field(3, ge=0, description="endpoint: the OpenAI SDK's retries (5xx, 408/409/429, timeouts).")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="endpoint: JPEG quality of the frames sent.")
+
+
 class EmbedConfig(StageConfig):
     model: str = Field(
         "perceptual",
-        description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline) or "
-                    "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) read from the model directory.",
+        description="'perceptual' (built-in, weight-free 512-d DCT descriptor; works offline), "
+                    "'open_clip:<arch>/<pretrained>' (e.g. open_clip:ViT-B-32/openai) or 'hf-video:<org>/<name>[@rev]' "
+                    "(a transformers video-text model: X-CLIP, Cosmos-Embed1, InternVideo2) read from the model "
+                    "directory, or 'endpoint:<server model>' (an OpenAI-compatible /v1/embeddings server: "
+                    "stages.embed.endpoint).",
     )
-    num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip backend).")
+    num_frames: int = Field(8, ge=1, le=256, description="Uniformly spaced frames per clip (open_clip; hf-video "
+                                                         "models whose config names no frame count).")
+    trust_remote_code: bool = Field(False, description="hf-video: run the model code its repository ships "
+                                                       "(InternVideo2, Cosmos-Embed1).")
+    endpoint: EmbedEndpointConfig = Field(default_factory=EmbedEndpointConfig)
     forward_batch_size: int = Field(
         64, ge=1, description="Frames per forward pass of the image tower (clips per call is resources.batch_size)."
     )
@@ -163,8 +181,11 @@ class EmbedConfig(StageConfig):
     @field_validator("model")
     @classmethod
     def _model_name(cls, v: str) -> str:
-        if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]):
-            raise ValueError("must be 'perceptual' or 'open_clip:<arch>/<pretrained>'")
+        if v != "perceptual" and not (v.startswith("open_clip:") and "/" in v[len("open_clip:"):]) \
+                and not (v.startswith("hf-video:") and "/" in v[len("hf-video:"):]) \
+                and not (v.startswith("endpoint:") and len(v) > len("endpoint:")):
+            raise ValueError("must be 'perceptual', 'open_clip:<arch>/<pretrained>', 'hf-video:<org>/<name>' "
+                             "or 'endpoint:<server model>'")
         return v
 
 
@@ -193,6 +214,32 @@ class CaptionEndpointConfig(_Model):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields merged into every request body."
     )
+    video: bool = Field(
+        False, description="Send a window's frames as one video part (video_url with a data:video/jpeg URL of "
+                           "comma-joined base64 JPEG frames, as vLLM serve reads it) instead of image_url parts; "
+                           "for servers whose model takes video (Qwen2.5-VL, Qwen3-VL).",
+    )
+
+
+class CaptionEnhanceConfig(_Model):
+    """An optional text LLM that rewrites the joined window captions into one clip caption."""
+
+    enabled: bool = Field(False, description="Rewrite the clip caption with a text LLM (caption_enhance_model "
+                                             "records which); off: the window captions joined.")
+    backend: Literal["transformers", "endpoint"] = Field(
+        "endpoint", description="'transformers' (AutoModelForCausalLM from the model directory) or 'endpoint' "
+                                "(an OpenAI-compatible chat-completions server: stages.caption.enhance.url).",
+    )
+    model: str = Field("hf:Qwen/Qwen2.5-1.5B-Instruct", description="transformers: 'hf:<org>/<name>'; endpoint: "
+                                                                   "the model name sent to the server.")
+    url: str | None = Field(None, description="endpoint: OpenAI-compatible base URL (http://host:8000/v1).")
+    api_key_env: str | None = Field(None, description="endpoint: the environment variable holding the API key.")
+    prompt: str = Field(
+        "Here are descriptions of consecutive parts of one video, in order:\n{captions}\n"
+        "Write one coherent, detailed description of the whole video.",
+        description="The instruction; {captions} is replaced by the window captions, one per line.",
+    )
+    max_tokens: int = Field(512, ge=1, description="Maximum new tokens of the enhanced caption.")
 
 
 class CaptionVllmConfig(_Model):
@@ -201,6 +248,10 @@ class CaptionVllmConfig(_Model):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine.")
     dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16').")
     quantization: str | None = Field(None, description="vLLM quantization, e.g. 'fp8' (None: as stored).")
+    video: Literal["auto", "on", "off"] = Field(
+        "auto", description="Give a window's frames to the model as one video (multi_modal_data video [T,H,W,3]) "
+                            "instead of images; 'auto': for Qwen2-VL, Qwen2.5-VL and Qwen3-VL models.",
+    )
 
 
 DEFAULT_CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail"
@@ -217,10 +268,22 @@ class CaptionConfig(StageConfig):
                     "endpoint: the model name sent to the server.",
     )
     prompt: str = Field(DEFAULT_CAPTION_PROMPT, description="The instruction sent with the frames.")
-    prompt_version: str | None = Field(
-        None, description="Stored per clip as caption_prompt_version; None: 'sha-' + the prompt's hash."
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Prompts per domain: the clip's place (place taxonomy label; run place_tag before caption in "
+                    "stages.order) -> instruction, e.g. {zoo: '...', default: '...'}; a clip without a matching "
+                    "place gets 'default', else prompt.",
     )
-    num_frames: int = Field(8, ge=1, le=64, description="Uniformly spaced frames per clip (first and last included).")
+    prompt_version: str | None = Field(
+        None, description="Stored per clip as caption_prompt_version; None: 'sha-' + the used prompt's hash."
+    )
+    window_frames: int = Field(
+        256, ge=0, description="Caption each window of this many frames (0: the whole clip as one window); a "
+                               "remainder shorter than half a window joins the last window. Windows are recorded "
+                               "in caption_windows; caption is their summary.",
+    )
+    num_frames: int = Field(8, ge=1, le=64, description="Uniformly spaced frames per window (first and last "
+                                                        "included).")
     frame_size: list[int] | None = Field(
         None, description="Exact [width, height] of the frames given to the model; None: keep the aspect ratio "
                           "with the long side at max_side.",
@@ -245,6 +308,7 @@ class CaptionConfig(StageConfig):
     text_encoder_max_tokens: int = Field(512, ge=8, description="Caption tokens the text encoder reads.")
     endpoint: CaptionEndpointConfig = Field(default_factory=CaptionEndpointConfig)
     vllm: CaptionVllmConfig = Field(default_factory=CaptionVllmConfig)
+    enhance: CaptionEnhanceConfig = Field(default_factory=CaptionEnhanceConfig)
     resources: Resources = _res(num_cpus=1.0, min_actors=1, max_actors=1, batch_size=8)
 
     @field_validator("frame_size")
@@ -254,10 +318,16 @@ class CaptionConfig(StageConfig):
             raise ValueError("frame_size must be [width, height], each >= 16")
         return v
 
-    def resolved_prompt_version(self) -> str:
+    def prompt_for(self, place: str | None) -> str:
+        """The instruction for a clip of this place (prompts[place], prompts['default'], prompt)."""
+        if place and place in self.prompts:
+            return self.prompts[place]
+        return self.prompts.get("default", self.prompt)
+
+    def resolved_prompt_version(self, prompt: str | None = None) -> str:
         if self.prompt_version:
             return self.prompt_version
-        return "sha-" + hashlib.sha256(self.prompt.encode()).hexdigest()[:10]
+        return "sha-" + hashlib.sha256((prompt if prompt is not None else self.prompt).encode()).hexdigest()[:10]
 
 
 class PlaceTagVlmConfig(_Model):

@@ -10,7 +10,13 @@ Layout under the model directory (``models.dir``, env ``CURATOR_MODEL_DIR``, def
     cosmos-tokenizer/<ID>/encoder.jit + decoder.jit            Cosmos Tokenizers (cosmos-tokenizer:<ID>)
 
 Model names say which part of the layout they live in: ``open_clip:<arch>/<pretrained>``,
-``hf:<org>/<name>``, or a bare ``<name>`` registered with its files. Names that are not in
+``hf:<org>/<name>``, or a bare ``<name>`` registered with its files. A Hugging Face name
+may pin a revision (``hf:<org>/<name>@<revision>``: a commit, tag or branch); a pinned
+model lives in ``hf/<org>/<name>@<revision>/`` so revisions sit side by side, is
+downloaded at that revision, and is recorded with it in the manifest. Before the model
+directory, the Hugging Face cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else
+``~/.cache/huggingface/hub``) is read: a complete ``models--<org>--<name>/snapshots/<commit>/``
+there (the pinned revision, or the one ``refs/main`` names) is used as it is. Names that are not in
 :data:`KNOWN` still resolve (their layout follows from the prefix); registering a model
 adds its size, description and download source for ``curator models list``.
 
@@ -46,17 +52,26 @@ class ModelSpec:
     description: str = ""
     files: tuple[str, ...] = field(default_factory=tuple)  # kind "files": files in <dir>/<name>/
     path: str = ""  # kind "files": folder under the model directory when it is not <name>
+    revision: str | None = None  # a pinned revision (commit, tag, branch) of an hf source
 
     @property
     def rel_path(self) -> str:
+        pin = f"@{self.revision}" if self.revision else ""
         if self.path:
-            return os.path.join(*self.path.split("/"))
+            return os.path.join(*self.path.split("/")) + pin
         if self.kind == "open_clip":
             arch, tag = split_open_clip(self.name)
             return os.path.join("open_clip", arch, tag)
         if self.kind == "hf":
-            return os.path.join("hf", *self.name[len("hf:"):].split("/"))
+            base, _ = split_revision(self.name)
+            prefix, _, body = base.partition(":")
+            return os.path.join("hf", *body.split("/")) + pin
         return self.name
+
+    @property
+    def repo_id(self) -> str | None:
+        """The Hugging Face repository of an hf source (None for others)."""
+        return self.source[len("hf:"):] if self.source.startswith("hf:") else None
 
 
 KNOWN: dict[str, ModelSpec] = {}
@@ -89,8 +104,23 @@ for _spec in [
               "Qwen2.5-VL 3B: captions (transformers on GPU, or vLLM)"),
     ModelSpec("hf:Qwen/Qwen2.5-VL-7B-Instruct", "hf", "hf:Qwen/Qwen2.5-VL-7B-Instruct", 16580,
               "Qwen2.5-VL 7B: captions with the vLLM backend"),
+    ModelSpec("hf-video:microsoft/xclip-base-patch32", "hf", "hf:microsoft/xclip-base-patch32", None,
+              "X-CLIP base/32 (8 frames): video embeddings with a text tower (transformers XCLIPModel)"),
+    ModelSpec("hf-video:nvidia/Cosmos-Embed1-224p", "hf", "hf:nvidia/Cosmos-Embed1-224p", 2400,
+              "Cosmos-Embed1 224p (8 frames): video-text embeddings; runs its repository code "
+              "(stages.embed.trust_remote_code=true)"),
 ]:
     register(_spec)
+#: DOVER's published weights (README of github VQAssessment/DOVER links teowu/DOVER on Hugging Face)
+register(ModelSpec("dover", "files", "hf:teowu/DOVER", None,
+                   "DOVER video quality (technical + aesthetic views): stage dover; needs the dover package",
+                   ("DOVER.pth",), "dover"))
+#: the LAION improved-aesthetic-predictor head over CLIP ViT-L/14 image embeddings
+register(ModelSpec("aesthetic", "files",
+                   "url:https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/", 3.7,
+                   "LAION improved-aesthetic-predictor head (sac+logos+ava1, linear MSE) over CLIP ViT-L/14: "
+                   "stage aesthetic (with open_clip:ViT-L-14/openai)",
+                   ("sac+logos+ava1-l14-linearMSE.pth",), "aesthetic"))
 for _tok in cosmos.KNOWN.values():
     register(ModelSpec(_tok.name, "files", f"hf:{_tok.repo}", _tok.size_mb,
                        f"Cosmos Tokenizer {_tok.id} ({_tok.kind}, {_tok.temporal}x time, {_tok.spatial}x space): "
@@ -106,25 +136,142 @@ def split_open_clip(name: str) -> tuple[str, str]:
     return arch, tag
 
 
+#: prefixes whose body is a Hugging Face repository (hf-video: video-text models for stages.embed)
+HF_PREFIXES = ("hf:", "hf-video:")
+_REV_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def split_revision(name: str) -> tuple[str, str | None]:
+    """("hf:org/name", "rev") for "hf:org/name@rev"; (name, None) without a pin."""
+    base, sep, rev = name.rpartition("@")
+    if not sep:
+        return name, None
+    if not rev or not set(rev) <= _REV_OK or rev in (".", ".."):
+        raise ModelError(f"{name!r}: a revision is a commit, tag or branch name (letters, digits, '._-')")
+    return base, rev
+
+
 def spec_for(name: str) -> ModelSpec:
-    """The registered spec, or one derived from the name's prefix."""
+    """The registered spec, or one derived from the name's prefix; '@<revision>' pins an hf source."""
+    import dataclasses
+
     if name in KNOWN:
         return KNOWN[name]
+    base, rev = split_revision(name)
+    if rev is not None:
+        spec = spec_for(base)
+        if not spec.source.startswith("hf:"):
+            raise ModelError(f"{name!r}: only models from Hugging Face (hf:, hf-video:, registered hf sources) "
+                             "take a pinned revision")
+        return dataclasses.replace(spec, name=name, revision=rev)
     if name.startswith("open_clip:"):
         split_open_clip(name)
         return ModelSpec(name, "open_clip", name)
-    if name.startswith("hf:"):
-        parts = name[len("hf:"):].split("/")
-        if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
-            raise ModelError(f"{name!r}: Hugging Face models are named 'hf:<org>/<name>'")
-        return ModelSpec(name, "hf", name)
+    for prefix in HF_PREFIXES:
+        if name.startswith(prefix):
+            parts = name[len(prefix):].split("/")
+            if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
+                raise ModelError(f"{name!r}: Hugging Face models are named '{prefix}<org>/<name>[@<revision>]'")
+            return ModelSpec(name, "hf", "hf:" + name[len(prefix):])
     raise ModelError(f"unknown model {name!r}: use 'open_clip:<arch>/<pretrained>', 'hf:<org>/<name>' "
                      f"or a registered name ({', '.join(sorted(KNOWN))})")
 
 
-def model_path(name: str, model_dir: str) -> str:
-    """Where the model lives (a directory) under the model directory."""
+def dir_path(name: str, model_dir: str) -> str:
+    """Where the model lives (or would be downloaded to) under the model directory."""
     return os.path.join(os.path.expanduser(model_dir), spec_for(name).rel_path)
+
+
+def model_path(name: str, model_dir: str) -> str:
+    """Where the model is read from: a complete copy in the Hugging Face cache, else the model directory."""
+    own = dir_path(name, model_dir)
+    if os.path.isdir(own):
+        return own
+    cached = hf_cache_path(name)
+    if cached is not None:
+        return cached
+    base, rev = split_revision(name)
+    if rev is not None and name not in KNOWN:  # a recorded id: the unpinned copy downloaded at that commit
+        plain = dir_path(base, model_dir)
+        try:
+            with open(os.path.join(plain, REVISION_FILE)) as fh:
+                if fh.read().strip() == rev:
+                    return plain
+        except OSError:
+            pass
+    return own
+
+
+# ---------------------------------------------------------------- Hugging Face cache
+def hf_cache_dir() -> str:
+    """The hub cache huggingface_hub uses: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def hf_cache_snapshot(repo_id: str, revision: str | None) -> tuple[str, str] | None:
+    """(snapshot folder, commit) of repo_id at revision (None: main) in the hub cache, if it is there."""
+    root = os.path.join(hf_cache_dir(), "models--" + repo_id.replace("/", "--"))
+    rev = revision or "main"
+    commit = rev
+    ref = os.path.join(root, "refs", rev)
+    if os.path.isfile(ref):
+        with open(ref) as fh:
+            commit = fh.read().strip()
+    snap = os.path.join(root, "snapshots", commit)
+    return (snap, commit) if commit and os.path.isdir(snap) else None
+
+
+def hf_cache_path(name: str) -> str | None:
+    """The complete hub-cache snapshot of an hf model (None: not there, not complete, not from the hub)."""
+    try:
+        spec = spec_for(name)
+    except ModelError:
+        return None
+    if spec.repo_id is None:
+        return None
+    found = hf_cache_snapshot(spec.repo_id, spec.revision)
+    if found is None:
+        return None
+    snap = found[0]
+    if spec.kind == "hf":
+        complete = os.path.isfile(os.path.join(snap, "config.json")) and not _missing_hf_weights(snap)
+    else:
+        complete = all(os.path.isfile(os.path.join(snap, f)) for f in spec.files)
+    return snap if complete else None
+
+
+REVISION_FILE = ".curator-revision"
+
+
+def revision_of(name: str, model_dir: str) -> str | None:
+    """The revision of the copy that is read: the pin, the hub-cache snapshot's commit, or the commit
+    `curator models download` recorded (None: unknown, e.g. placed by hand)."""
+    spec = spec_for(name)
+    if spec.revision:
+        return spec.revision
+    path = model_path(name, model_dir)
+    if spec.repo_id and path != dir_path(name, model_dir):
+        found = hf_cache_snapshot(spec.repo_id, None)
+        return found[1] if found else None
+    try:
+        with open(os.path.join(path, REVISION_FILE)) as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def recorded_name(name: str, model_dir: str) -> str:
+    """The model id the manifest records: the name with '@<revision>' when the revision is known."""
+    try:
+        if split_revision(name)[1] is not None:
+            return name
+        rev = revision_of(name, model_dir)
+    except ModelError:
+        return name
+    return f"{name}@{rev}" if rev else name
 
 
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -169,6 +316,33 @@ def _missing_hf_weights(root: str) -> list[str]:
     return [os.path.join(root, "model.safetensors")]
 
 
+@dataclass
+class DownloadPlan:
+    """What `curator models download NAME` would do, without doing it."""
+
+    name: str
+    source: str  # "hf:<repo>" or "open_clip:<arch>/<tag>" or "url:..."
+    revision: str | None
+    files: tuple[str, ...]
+    dest: str
+    cached: str | None  # a complete hub-cache snapshot that is used instead
+    command: str
+
+    def describe(self) -> str:
+        if self.cached:
+            return f"{self.name}: found in the Hugging Face cache at {self.cached}; nothing to download"
+        rev = f" at revision {self.revision}" if self.revision else ""
+        files = f" ({', '.join(self.files)})" if self.files else ""
+        return f"{self.name}: would download from {self.source}{rev}{files} into {self.dest}"
+
+
+def plan(name: str, model_dir: str) -> DownloadPlan:
+    """The download of `name` (dry run: no network)."""
+    spec = spec_for(name)
+    return DownloadPlan(name, spec.source, spec.revision, spec.files, dir_path(name, model_dir),
+                        hf_cache_path(name), download_command(name, model_dir))
+
+
 def download_command(name: str, model_dir: str | None = None) -> str:
     cmd = f"curator models download {name}"
     if model_dir and os.path.abspath(os.path.expanduser(model_dir)) != os.path.abspath(_default_dir()):
@@ -200,17 +374,24 @@ def requirement(name: str, model_dir: str, used_by: str) -> Requirement | None:
 def download(name: str, model_dir: str, log: Callable[[str], None] = print) -> str:
     """Fetch a model into the model directory (the only code that touches a hub)."""
     spec = spec_for(name)
-    dest = model_path(name, model_dir)
-    log(f"downloading {name} from {spec.source} into {dest}")
+    cached = hf_cache_path(name)
+    if cached is not None:
+        log(f"{name}: found in the Hugging Face cache at {cached}; nothing to download")
+        return cached
+    dest = dir_path(name, model_dir)
+    rev = f" at revision {spec.revision}" if spec.revision else ""
+    log(f"downloading {name} from {spec.source}{rev} into {dest}")
     os.makedirs(dest, exist_ok=True)
     if spec.kind == "open_clip":
         _download_open_clip(spec, dest, log)
+    elif spec.source.startswith("url:"):
+        _download_urls(spec, dest, log)
     elif spec.kind == "hf":
-        _download_hf(spec.source[len("hf:"):], dest, None)
+        _download_hf(spec.source[len("hf:"):], dest, None, spec.revision)
     else:
         if not spec.source.startswith("hf:"):
             raise ModelError(f"{name}: no download source; put {', '.join(spec.files)} into {dest}")
-        _download_hf(spec.source[len("hf:"):], dest, list(spec.files))
+        _download_hf(spec.source[len("hf:"):], dest, list(spec.files), spec.revision)
     gaps = missing(name, model_dir)
     if gaps:
         raise ModelError(f"{name}: download finished but these are missing: {', '.join(gaps)}")
@@ -254,16 +435,36 @@ def write_open_clip_config(dest: str, model_cfg: dict, preprocess_cfg: dict | No
     return path
 
 
-def _download_hf(repo_id: str, dest: str, files: list[str] | None) -> None:
+def _download_hf(repo_id: str, dest: str, files: list[str] | None, revision: str | None = None) -> None:
     from huggingface_hub import HfApi, snapshot_download
 
+    api = HfApi()
+    commit = api.model_info(repo_id, revision=revision).sha
     if files is None:
-        listed = HfApi().list_repo_files(repo_id)
+        listed = api.list_repo_files(repo_id, revision=commit or revision)
         patterns = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
         patterns.append("*.safetensors" if any(f.endswith(".safetensors") for f in listed) else "*.bin")
     else:
         patterns = files
-    snapshot_download(repo_id, local_dir=dest, allow_patterns=patterns)
+    snapshot_download(repo_id, local_dir=dest, allow_patterns=patterns, revision=commit or revision)
+    if commit:
+        with open(os.path.join(dest, REVISION_FILE), "w") as fh:
+            fh.write(commit + "\n")
+
+
+def _download_urls(spec: ModelSpec, dest: str, log: Callable[[str], None]) -> None:
+    """Files published at plain URLs (source "url:<base>/"; one file per name in spec.files)."""
+    import urllib.parse
+    import urllib.request
+
+    base = spec.source[len("url:"):]
+    for f in spec.files:
+        url = base + urllib.parse.quote(f)
+        log(f"fetching {url}")
+        part = os.path.join(dest, f + ".part")
+        with urllib.request.urlopen(url, timeout=120) as resp, open(part, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(resp, out)
+        os.replace(part, os.path.join(dest, f))
 
 
 # ------------------------------------------------------------------------ report

@@ -28,7 +28,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import logging
+import os
 import random
 import threading
 import time
@@ -102,10 +104,22 @@ def data_url(frame: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> str:
     return f"data:{mime};base64," + base64.b64encode(encode_image(frame, fmt, quality)).decode("ascii")
 
 
-def openai_messages(prompt: str, frames: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> list[dict[str, Any]]:
-    """One user turn: the frames (in time order) as image_url parts, then the prompt."""
-    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(f, fmt, quality)}}
-                                     for f in frames]
+def video_data_url(frames: np.ndarray, quality: int = 90) -> str:
+    """The frames as one video data URL: ``data:video/jpeg;base64,<frame 1>,<frame 2>,...`` (how vLLM
+    serve reads a video given as JPEG frames)."""
+    return "data:video/jpeg;base64," + ",".join(base64.b64encode(encode_image(f, "jpeg", quality)).decode("ascii")
+                                                for f in frames)
+
+
+def openai_messages(prompt: str, frames: np.ndarray, fmt: str = "jpeg", quality: int = 90,
+                    video: bool = False) -> list[dict[str, Any]]:
+    """One user turn: the frames (in time order) as image_url parts — or, with `video`, as one
+    video_url part — then the prompt. No frames: a text-only turn."""
+    content: list[dict[str, Any]]
+    if video and len(frames):
+        content = [{"type": "video_url", "video_url": {"url": video_data_url(frames, quality)}}]
+    else:
+        content = [{"type": "image_url", "image_url": {"url": data_url(f, fmt, quality)}} for f in frames]
     content.append({"type": "text", "text": prompt})
     return [{"role": "user", "content": content}]
 
@@ -181,7 +195,7 @@ class TransformersBackend(CaptionBackend):
         from curator.models.clip import resolve_device
 
         self.cfg = cfg
-        self.model_id = cfg.model
+        self.model_id = registry.recorded_name(cfg.model, model_dir)
         path = registry.model_path(cfg.model, model_dir)
         gaps = registry.missing(cfg.model, model_dir)
         if gaps:
@@ -255,8 +269,31 @@ class TransformersBackend(CaptionBackend):
             return CaptionResult(error=f"generate failed: {type(exc).__name__}: {exc}")
 
 
+#: model types (config.json) whose processors take a video: their windows go to vLLM as one video
+VIDEO_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen2_5_omni")
+
+
+def model_type(path: str) -> str:
+    try:
+        with open(os.path.join(path, "config.json")) as fh:
+            return str(json.load(fh).get("model_type", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def takes_video(setting: str, path: str) -> bool:
+    """Whether the model at `path` gets frames as a video ('on' / 'off' / 'auto' by model type)."""
+    if setting != "auto":
+        return setting == "on"
+    return model_type(path) in VIDEO_MODEL_TYPES
+
+
 class VllmBackend(CaptionBackend):
-    """vLLM offline engine on GPU: every job of a batch goes to the engine in one `chat` call."""
+    """vLLM offline engine on GPU: every job of a batch goes to the engine in one call.
+
+    Video models (Qwen2-VL / Qwen2.5-VL / Qwen3-VL, or ``vllm.video: on``) get a window's
+    frames as one ``multi_modal_data={"video": uint8 [T, H, W, 3]}`` after a prompt built by the
+    model's own chat template; others get the frames as images through ``LLM.chat``."""
 
     def __init__(self, cfg: CaptionConfig, model_dir: str):
         try:
@@ -268,11 +305,13 @@ class VllmBackend(CaptionBackend):
             raise FileNotFoundError(f"model {cfg.model} missing {', '.join(gaps)}; "
                                     f"fix: {registry.download_command(cfg.model, model_dir)}")
         self.cfg = cfg
-        self.model_id = cfg.model
+        self.model_id = registry.recorded_name(cfg.model, model_dir)
         v = cfg.vllm
+        path = registry.model_path(cfg.model, model_dir)
+        self.video = takes_video(v.video, path)
         kwargs: dict[str, Any] = dict(
-            model=registry.model_path(cfg.model, model_dir),
-            limit_mm_per_prompt={"image": cfg.num_frames},
+            model=path,
+            limit_mm_per_prompt={"video": 1} if self.video else {"image": cfg.num_frames},
             gpu_memory_utilization=v.gpu_memory_utilization,
             tensor_parallel_size=v.tensor_parallel_size,
             dtype=v.dtype,
@@ -284,11 +323,27 @@ class VllmBackend(CaptionBackend):
             kwargs["quantization"] = v.quantization
         self.llm = LLM(**kwargs)
         self.params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+        self.processor = None
+        if self.video:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(path)
+
+    def video_prompt(self, prompt: str) -> str:
+        """The model's chat template over one user turn: a video, then the instruction."""
+        conv = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+        return str(self.processor.apply_chat_template(conv, tokenize=False,  # type: ignore[union-attr]
+                                                      add_generation_prompt=True))
 
     def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
-        convs = [openai_messages(j.prompt or self.cfg.prompt, j.frames, "jpeg", 95) for j in jobs]
         try:
-            outs = self.llm.chat(convs, self.params, use_tqdm=False)
+            if self.video:
+                reqs = [{"prompt": self.video_prompt(j.prompt or self.cfg.prompt),
+                         "multi_modal_data": {"video": np.ascontiguousarray(j.frames)}} for j in jobs]
+                outs = self.llm.generate(reqs, self.params, use_tqdm=False)
+            else:
+                convs = [openai_messages(j.prompt or self.cfg.prompt, j.frames, "jpeg", 95) for j in jobs]
+                outs = self.llm.chat(convs, self.params, use_tqdm=False)
         except Exception as exc:
             return [CaptionResult(error=f"vllm failed: {type(exc).__name__}: {exc}") for _ in jobs]
         results = []
@@ -371,7 +426,7 @@ class EndpointBackend(CaptionBackend):
         return {
             "model": self.cfg.model,
             "messages": openai_messages(job.prompt or self.cfg.prompt, job.frames, self.ep.image_format,
-                                        self.ep.jpeg_quality),
+                                        self.ep.jpeg_quality, video=self.ep.video),
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
             "top_p": self.cfg.top_p,
@@ -438,3 +493,124 @@ class EndpointBackend(CaptionBackend):
 
     def caption(self, jobs: Sequence[CaptionJob]) -> list[CaptionResult]:
         return list(self.pool.map(self.caption_one, jobs))
+
+
+# ------------------------------------------------------------------------ enhancement
+def enhance_prompt(template: str, captions: Sequence[str]) -> str:
+    return template.replace("{captions}", "\n".join(captions))
+
+
+class Enhancer:
+    """A text LLM that rewrites a clip's window captions into one caption: `enhance(texts) -> results`."""
+
+    model_id: str = ""
+
+    def enhance(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class EndpointEnhancer(Enhancer):
+    """Text-only chat completions through the endpoint backend (same retries, timeouts, key handling)."""
+
+    def __init__(self, cfg: CaptionConfig):
+        e = cfg.enhance
+        if not e.url:
+            raise ValueError("stages.caption.enhance.url is not set")
+        sub = cfg.model_copy(update={
+            "model": e.model, "max_tokens": e.max_tokens,
+            "endpoint": cfg.endpoint.model_copy(update={"url": e.url, "api_key_env": e.api_key_env, "video": False,
+                                                        "extra_body": {}}),
+        })
+        self.backend = EndpointBackend(sub)
+        self.model_id = e.model
+
+    def enhance(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        none = np.zeros((0, 1, 1, 3), np.uint8)
+        return self.backend.caption([CaptionJob(f"enhance-{i}", none, [], p) for i, p in enumerate(prompts)])
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class TransformersEnhancer(Enhancer):
+    """AutoModelForCausalLM + its tokenizer (chat template when it has one) from the model directory."""
+
+    def __init__(self, cfg: CaptionConfig, model_dir: str):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from curator.models.clip import resolve_device
+
+        e = cfg.enhance
+        gaps = registry.missing(e.model, model_dir)
+        if gaps:
+            raise FileNotFoundError(f"model {e.model} missing {', '.join(gaps)}; "
+                                    f"fix: {registry.download_command(e.model, model_dir)}")
+        path = registry.model_path(e.model, model_dir)
+        self.cfg = cfg
+        self.model_id = registry.recorded_name(e.model, model_dir)
+        self.device = resolve_device(cfg.device)
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None and self.tok.eos_token is not None:
+            self.tok.pad_token = self.tok.eos_token
+        model = AutoModelForCausalLM.from_pretrained(path)
+        self.model = model.to(self.device, dtype=_torch_dtype(self.device, cfg.precision)).eval()  # type: ignore[arg-type]
+        self._torch = torch
+
+    def _text(self, prompt: str) -> str:
+        if getattr(self.tok, "chat_template", None):
+            return str(self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                    add_generation_prompt=True))
+        return prompt
+
+    def _generate(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        templated = bool(getattr(self.tok, "chat_template", None))  # the template writes the special tokens
+        enc = self.tok([self._text(p) for p in prompts], return_tensors="pt", padding=True,
+                       add_special_tokens=not templated).to(self.device)
+        with self._torch.inference_mode():
+            gen = self.model.generate(**enc, max_new_tokens=self.cfg.enhance.max_tokens, do_sample=False)
+        texts = [str(t).strip() for t in self.tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
+                                                                  skip_special_tokens=True)]
+        return [CaptionResult(text=t) if t else CaptionResult(error="enhancer returned no text") for t in texts]
+
+    def enhance(self, prompts: Sequence[str]) -> list[CaptionResult]:
+        """Batches of `batch_size` (left-padded, greedy); a failing batch is retried prompt by prompt."""
+        out: list[CaptionResult] = []
+        bs = self.cfg.batch_size
+        for i in range(0, len(prompts), bs):
+            chunk = list(prompts[i:i + bs])
+            try:
+                out.extend(self._generate(chunk))
+            except Exception as exc:
+                if len(chunk) == 1:
+                    out.append(CaptionResult(error=f"enhance failed: {type(exc).__name__}: {exc}"))
+                    continue
+                for p in chunk:
+                    try:
+                        out.extend(self._generate([p]))
+                    except Exception as exc1:
+                        out.append(CaptionResult(error=f"enhance failed: {type(exc1).__name__}: {exc1}"))
+        return out
+
+
+def enhance_requirements(cfg: CaptionConfig, model_dir: str) -> list[Requirement]:
+    e = cfg.enhance
+    if not e.enabled:
+        return []
+    if e.backend == "endpoint":
+        return [] if e.url else [Requirement("caption enhancement 'endpoint' has no URL",
+                                             fix="set stages.caption.enhance.url=http://HOST:PORT/v1")]
+    req = registry.requirement(e.model, model_dir, "caption enhancement (transformers)")
+    return [req] if req else []
+
+
+def make_enhancer(cfg: CaptionConfig, model_dir: str) -> Enhancer | None:
+    if not cfg.enhance.enabled:
+        return None
+    if cfg.enhance.backend == "endpoint":
+        return EndpointEnhancer(cfg)
+    return TransformersEnhancer(cfg, model_dir)

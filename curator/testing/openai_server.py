@@ -11,7 +11,11 @@ A ``behaviour(request, attempt)`` hook picks the answer per request: ``"ok"``, `
 ``"429"``, ``"400"``, ``"hang"`` (sleep ``hang_s`` before answering: the client times
 out), ``"malformed"`` (a 200 whose body is not JSON) or ``"no_choices"`` (JSON without
 choices). ``attempt`` counts earlier requests with the same images (1 = first). A fixed
-``latency_s`` is added to every answer (benchmarks). An ``answer(request)`` hook, when given,
+``latency_s`` is added to every answer (benchmarks), and a random ``jitter_s`` (uniform in
+[0, jitter_s), seeded) so that concurrent answers arrive out of order. A ``video_url`` part
+with a ``data:video/jpeg;base64,<frame>,<frame>,...`` URL (vLLM serve's form of a video given
+as JPEG frames) is read frame by frame like images; ``formats`` then says ``video/jpeg``
+once per frame and ``videos`` counts the video parts. An ``answer(request)`` hook, when given,
 writes the text of the "ok" answers instead (e.g. JSON tags chosen by the frames' codes).
 """
 
@@ -47,6 +51,7 @@ class SeenRequest:
     top_p: Any = None
     authorization: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    videos: int = 0
 
 
 Behaviour = Callable[[SeenRequest], str]
@@ -71,9 +76,28 @@ def parse_caption(text: str) -> dict[str, Any]:
     return out
 
 
+EMBED_DIM = 16
+
+
+def text_embedding(text: str) -> list[float]:
+    """The vector the server's /embeddings gives a text: a fixed function of its bytes."""
+    raw = hashlib.sha256(text.encode()).digest()
+    return [(b - 127.5) / 127.5 for b in raw[:EMBED_DIM]]
+
+
+def image_embedding(code: int) -> list[float]:
+    """The vector it gives an image carrying `code`: the code's 16 bits as +-1."""
+    return [1.0 if code >> (EMBED_DIM - 1 - k) & 1 else -1.0 for k in range(EMBED_DIM)]
+
+
 class FakeOpenAIServer(BackgroundHTTPServer):
     def __init__(self, behaviour: Behaviour | None = None, *, latency_s: float = 0.0, hang_s: float = 5.0,
-                 decode_images: bool = True, answer: Callable[[SeenRequest], str] | None = None):
+                 decode_images: bool = True, answer: Callable[[SeenRequest], str] | None = None,
+                 jitter_s: float = 0.0, seed: int = 0):
+        import random
+
+        self.jitter_s = jitter_s
+        self._rng = random.Random(seed)
         self.behaviour = behaviour
         self.answer = answer
         self.latency_s = latency_s
@@ -110,6 +134,7 @@ class FakeOpenAIServer(BackgroundHTTPServer):
         from PIL import Image
 
         codes, sizes, formats = [], [], []
+        videos = 0
         prompt = ""
         h = hashlib.sha256()
         for msg in doc.get("messages", []):
@@ -130,6 +155,19 @@ class FakeOpenAIServer(BackgroundHTTPServer):
                         img = Image.open(io.BytesIO(raw)).convert("RGB")
                         sizes.append(img.size)
                         codes.append(read_code(np.asarray(img)))
+                elif part.get("type") == "video_url":
+                    head, _, data = part["video_url"]["url"].partition(",")
+                    if head != "data:video/jpeg;base64":
+                        raise ValueError(f"unsupported video URL {head[:40]!r}")
+                    videos += 1
+                    for b64 in data.split(","):
+                        raw = base64.b64decode(b64)
+                        h.update(raw)
+                        formats.append("video/jpeg")
+                        if self.decode_images:
+                            img = Image.open(io.BytesIO(raw)).convert("RGB")
+                            sizes.append(img.size)
+                            codes.append(read_code(np.asarray(img)))
         digest = h.hexdigest()
         with self.lock:
             attempt = self._attempts.get(digest, 0) + 1
@@ -138,7 +176,37 @@ class FakeOpenAIServer(BackgroundHTTPServer):
         return SeenRequest(model=doc.get("model", ""), prompt=prompt, codes=codes, sizes=sizes, formats=formats,
                            digest=digest, attempt=attempt, max_tokens=doc.get("max_tokens"),
                            temperature=doc.get("temperature"), top_p=doc.get("top_p"), authorization=auth,
-                           extra={k: v for k, v in doc.items() if k not in known})
+                           extra={k: v for k, v in doc.items() if k not in known}, videos=videos)
+
+    def _embeddings(self, h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        """``POST /v1/embeddings``: ``input`` texts (the OpenAI form) or one ``messages`` turn with
+        an image (vLLM's multimodal form): :func:`text_embedding` / :func:`image_embedding`."""
+        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            doc = json.loads(h.rfile.read(length))
+            if "messages" in doc:
+                req = self._parse(doc, h.headers.get("Authorization"))
+                if len(req.codes) != 1:
+                    raise ValueError(f"one image per request, got {len(req.codes)}")
+                vecs = [image_embedding(req.codes[0])]
+            else:
+                inp = doc["input"]
+                texts = [inp] if isinstance(inp, str) else list(inp)
+                req = SeenRequest(model=doc.get("model", ""), prompt="\n".join(texts), codes=[], sizes=[], formats=[],
+                                  digest="", attempt=1, authorization=h.headers.get("Authorization"))
+                vecs = [text_embedding(t) for t in texts]
+        except Exception as exc:
+            return 400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode()
+        with self.lock:
+            self.requests.append(req)
+        if self.jitter_s:
+            with self.lock:
+                delay = self._rng.random() * self.jitter_s
+            time.sleep(delay)
+        body = {"object": "list", "model": doc.get("model", ""),
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        return 200, json.dumps(body).encode()
 
     def _reply(self, h: BaseHTTPRequestHandler, code: int, body: bytes) -> None:
         try:
@@ -164,6 +232,8 @@ class FakeOpenAIServer(BackgroundHTTPServer):
         self._reply(h, code, body)
 
     def _respond(self, h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        if h.path.rstrip("/").endswith("/embeddings"):
+            return self._embeddings(h)
         if not h.path.rstrip("/").endswith("/chat/completions"):
             return 404, b'{"error": {"message": "not found"}}'
         length = int(h.headers.get("Content-Length") or 0)
@@ -177,6 +247,10 @@ class FakeOpenAIServer(BackgroundHTTPServer):
         action = self.behaviour(req) if self.behaviour else "ok"
         if self.latency_s:
             time.sleep(self.latency_s)
+        if self.jitter_s:
+            with self.lock:
+                delay = self._rng.random() * self.jitter_s
+            time.sleep(delay)
         if action == "hang":
             time.sleep(self.hang_s)
             action = "ok"

@@ -5,6 +5,7 @@ Tests and benchmarks use them to run the real loading code without any download:
     build_open_clip(model_dir)                       # tiny CLIP: open_clip:tiny-test/random
     build_open_clip(model_dir, arch="ViT-B-32")      # ViT-B-32 architecture, random weights
     build_vlm(model_dir)                             # tiny LLaVA: hf:curator-test/tiny-llava
+    build_xclip(model_dir)                           # tiny X-CLIP video-text model: hf-video:curator-test/tiny-xclip
 """
 
 from __future__ import annotations
@@ -101,6 +102,30 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
     return name
 
 
+TINY_LLM_NAME = "hf:curator-test/tiny-llama"
+LLM_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}assistant: {% endif %}")
+
+
+def build_text_llm(model_dir: str, name: str = TINY_LLM_NAME, seed: int = 0) -> str:
+    """Save a tiny random-weight Llama causal LM with a word tokenizer and a chat template (the
+    caption enhancer's transformers backend); returns its name."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fast = _word_tokenizer(["<unk>", "<pad>", "<s>", "</s>"], unk="<unk>", pad="<pad>", bos="<s>", eos="</s>")
+    fast.chat_template = LLM_CHAT_TEMPLATE
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                      pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    torch.manual_seed(seed)
+    dest = registry.dir_path(name, model_dir)
+    os.makedirs(dest, exist_ok=True)
+    LlamaForCausalLM(cfg).eval().save_pretrained(dest)
+    fast.save_pretrained(dest)
+    return name
+
+
 TINY_TEXT_NAME = "hf:curator-test/tiny-t5"
 
 
@@ -134,3 +159,61 @@ def _word_tokenizer(specials: list[str], **roles: str) -> Any:
     tok.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=roles.get("unk"), pad_token=roles.get("pad"),
                                    bos_token=roles.get("bos"), eos_token=roles.get("eos"))
+
+
+TINY_XCLIP_NAME = "hf-video:curator-test/tiny-xclip"
+XCLIP_WORDS = ("a the video of dog cat car street museum interiors beach person walks red blue green sky "
+               "night day water").split()
+
+
+def clip_bpe_tokenizer(words: tuple[str, ...] | list[str] = XCLIP_WORDS) -> Any:
+    """A real CLIPTokenizer (byte-level BPE, CLIP's pre-tokenizer and specials) over a tiny vocabulary:
+    every lower-case letter, plus merges that make each of `words` one token."""
+    from transformers import CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab: dict[str, int] = {}
+    for c in letters:
+        vocab.setdefault(c, len(vocab))
+    for c in letters:
+        vocab.setdefault(c + "</w>", len(vocab))
+    merges: dict[tuple[str, str], None] = {}
+    for w in words:
+        parts = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(parts) > 1:
+            merges[(parts[0], parts[1])] = None
+            parts = [parts[0] + parts[1]] + parts[2:]
+            vocab.setdefault(parts[0], len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab.setdefault(special, len(vocab))
+    merge_list: list[Any] = list(merges)
+    return CLIPTokenizer(vocab=vocab, merges=merge_list)
+
+
+def build_xclip(model_dir: str, name: str = TINY_XCLIP_NAME, seed: int = 0, num_frames: int = 4,
+                image_size: int = 32) -> str:
+    """Save a tiny random-weight X-CLIP (transformers' XCLIPModel: video tower with its cross-frame
+    transformer, text tower, projections) with its processor (VideoMAE image processor + CLIP
+    tokenizer), as a hub repository holds it; returns its name."""
+    import torch
+    from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    tok = clip_bpe_tokenizer()
+    cfg = XCLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=image_size, patch_size=16, num_frames=num_frames, mit_hidden_size=16,
+                           mit_intermediate_size=32, mit_num_hidden_layers=1, mit_num_attention_heads=2),
+        projection_dim=16, prompt_layers=1, prompt_num_attention_heads=2)
+    torch.manual_seed(seed)
+    model = XCLIPModel(cfg).eval()
+    processor = XCLIPProcessor(
+        image_processor=VideoMAEImageProcessor(size={"shortest_edge": image_size},
+                                               crop_size={"height": image_size, "width": image_size}),
+        tokenizer=tok)
+    dest = registry.dir_path(name, model_dir)
+    os.makedirs(dest, exist_ok=True)
+    model.save_pretrained(dest)
+    processor.save_pretrained(dest)
+    return name

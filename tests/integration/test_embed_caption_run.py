@@ -78,6 +78,11 @@ def check_run(out: Path, server: FakeOpenAIServer, failed_start: int | None = No
         assert members[f"{c['clip_id']}.txt"].decode() == c["caption"]
         assert meta["caption"] == c["caption"] and meta["caption_prompt_version"].startswith("sha-")
         assert c["caption_error"] is None
+        # the windows (one: the clips are shorter than 256 frames) in the manifest and, as an object, the shard json
+        windows = json.loads(c["caption_windows"])
+        assert windows["summary"] == "single" and windows["windows"][0]["caption"] == c["caption"]
+        assert (windows["windows"][0]["start"], windows["windows"][0]["end"]) == (0, c["clip_frames"])
+        assert meta["caption_windows"] == windows
 
 
 def test_local_runner_embeds_and_captions_into_manifest_and_shards(input_dir, model_dir, tmp_path):

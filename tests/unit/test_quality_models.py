@@ -44,9 +44,11 @@ def test_absent_weights_are_named_with_their_paths(tmp_path):
 
     a = make(AestheticStage, "aesthetic", tmp_path)
     missing = " | ".join(r.describe() for r in a.requirements())
-    assert str(tmp_path / "aesthetic" / "head.pth") in missing and "ViT-L-14" in missing
+    assert str(tmp_path / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth") in missing and "ViT-L-14" in missing
+    assert "curator models download aesthetic" in missing
     d = make(DoverStage, "dover", tmp_path)
-    assert str(tmp_path / "dover" / "dover.pt") in d.requirements()[0].describe()
+    text = d.requirements()[0].describe()
+    assert str(tmp_path / "dover" / "DOVER.pth") in text and "curator models download dover" in text
 
 
 def test_aesthetic_head_over_clip_embeddings(tmp_path, clip_rows):
@@ -60,6 +62,7 @@ def test_aesthetic_head_over_clip_embeddings(tmp_path, clip_rows):
     (tmp_path / "aesthetic").mkdir()
     torch.save(head.state_dict(), tmp_path / "aesthetic" / "head.pth")
     st = make(AestheticStage, "aesthetic", tmp_path, f"stages.aesthetic.clip_model={name}",
+              "stages.aesthetic.weights=aesthetic/head.pth",
               "stages.aesthetic.device=cpu", "stages.aesthetic.sample_frames=2", "stages.aesthetic.min_score=-1e9")
     assert st.requirements() == []
     out = st.process([dict(r) for r in clip_rows])
@@ -69,6 +72,10 @@ def test_aesthetic_head_over_clip_embeddings(tmp_path, clip_rows):
     # the same head loaded back scores the same
     again = st.process([dict(r) for r in clip_rows])
     assert [r["aesthetic_score"] for r in again] == [r["aesthetic_score"] for r in out]
+    # the batch (all clips' frames through CLIP and the head together) scores each clip as alone
+    alone = [st.measure(dict(r))["aesthetic_score"] for r in clip_rows]
+    assert alone == pytest.approx([r["aesthetic_score"] for r in out], abs=1e-5)
+    assert len(set(alone)) == len(alone)
 
 
 def test_dover_style_torchscript_model(tmp_path, clip_rows):
@@ -88,7 +95,8 @@ def test_dover_style_torchscript_model(tmp_path, clip_rows):
 
     (tmp_path / "dover").mkdir()
     torch.jit.script(Tiny()).save(str(tmp_path / "dover" / "dover.pt"))
-    st = make(DoverStage, "dover", tmp_path, "stages.dover.frames=4", "stages.dover.size=32",
+    st = make(DoverStage, "dover", tmp_path, "stages.dover.input=single", "stages.dover.weights=dover/dover.pt",
+              "stages.dover.frames=4", "stages.dover.size=32",
               "stages.dover.device=cpu", "stages.dover.min_score=1e9")
     assert st.requirements() == []
     out = st.process([dict(r) for r in clip_rows])

@@ -181,10 +181,20 @@ class ShardSpec:
         return h.hexdigest()[:24]
 
 
+#: manifest columns that hold JSON text: the shard json carries them as objects
+JSON_TEXT_COLUMNS = ("caption_windows",)
+
+
 def sample_json(row: dict[str, Any]) -> dict[str, Any]:
     d = {k: v for k, v in row.items() if k not in JSON_EXCLUDE and v is not None}
     if "checks" in d:
         d["checks"] = [dict(c) for c in d["checks"]]
+    for k in JSON_TEXT_COLUMNS:
+        if isinstance(d.get(k), str):
+            try:
+                d[k] = json.loads(d[k])
+            except ValueError:
+                pass  # kept as the text it is
     return d
 
 
