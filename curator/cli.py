@@ -31,9 +31,10 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _output_arg(p: argparse.ArgumentParser, metavar: str, text: str, old: str | None = None) -> None:
+def _output_arg(p: argparse.ArgumentParser, metavar: str, text: str, old: str | None = None,
+                required: bool = False) -> None:
     """-o/--output, the same option in every command that writes a result (`old`: a former spelling)."""
-    p.add_argument("--output", "-o", metavar=metavar, help=text)
+    p.add_argument("--output", "-o", metavar=metavar, help=text, required=required and not old)
     if old:
         p.add_argument(old, dest="output", metavar=metavar, action=_Deprecated, instead="-o/--output")
 
@@ -626,9 +627,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _setup_logging(cfg.run.log_level)
     storage.configure(cfg.storage)
-    if not args.output:
-        print("curator: generate needs -o/--output URI (the run folder of the generated footage)", file=sys.stderr)
-        return 2
     if args.index and args.run:
         print("curator: give --index or --run, not both", file=sys.stderr)
         return 2
@@ -792,9 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="curate new and changed objects under an input prefix as they arrive, into a "
                                      "catalog (polling; docs/catalog.md)")
     p.add_argument("input", help="folder or bucket prefix to watch (file path, s3://, gs://, az://)")
-    p.add_argument("--output", "-o", required=True,
-                   help="where each cycle's run goes (<output>/runs/<id>); the catalog is <output>/catalog "
-                        "unless index.uri is set")
+    _output_arg(p, "URI", "where each cycle's run goes (<output>/runs/<id>); the catalog is <output>/catalog "
+                          "unless index.uri is set", required=True)
     p.add_argument("--interval", type=float, metavar="S", help="seconds between polls (default "
                                                                "catalog.watch_interval_s)")
     p.add_argument("--once", action="store_true", help="one cycle, then exit (e.g. from an event notification)")
@@ -811,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--query", metavar="TEXT", help="a text query instead (CLIP text tower of the catalog's model)")
     p.add_argument("--k", type=int, default=10, help="neighbours per flagged clip, itself included (default 10)")
     p.add_argument("--weight", type=float, default=2.0, help="their sampling weight (default 2)")
-    p.add_argument("--output", "-o", required=True, metavar="FILE", help="the re-weighting file to write (any URI)")
+    _output_arg(p, "FILE", "the re-weighting file to write (any URI)", required=True)
     _config_args(p)
     p.set_defaults(fn=cmd_feedback)
 
@@ -919,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="docs/generate.md. The output is a run folder (manifest, index, shards) with "
                                    "generate/ (ledger, videos). Rerunning resumes; nothing is generated twice.")
     p.add_argument("--targets", required=True, metavar="FILE", help="targets file (YAML or JSON; docs/places.md)")
-    _output_arg(p, "URI", "the run folder of the generated footage (required)")
+    _output_arg(p, "URI", "the run folder of the generated footage", required=True)
     p.add_argument("--index", help="count what a clip index already holds (and take conditioning clips from it)")
     p.add_argument("--run", help="count what a finished run already holds (and take conditioning clips from it)")
     p.add_argument("--generator", choices=["command", "endpoint"], required=True)

@@ -170,6 +170,19 @@ def _rng(*parts: Any) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big"))
 
 
+
+def _worker_slot(ds: Any, what: str) -> tuple[int, int]:
+    """(this DataLoader worker, workers per rank) for a dataset with `num_workers` and a saved
+    `_progress`: a saved position resumes only with the worker count it was saved with."""
+    info = get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    if workers != ds.num_workers:
+        if ds._progress:
+            raise ValueError(f"the {what} position was saved with {ds.num_workers} workers per rank; "
+                             f"resume with the same number (not {workers})")
+        ds.num_workers = workers
+    return worker, workers
+
 class _Order:
     """A shuffle buffer over sample positions lo..hi-1 that never looks at the data.
 
@@ -569,12 +582,7 @@ class ShardDataset(IterableDataset):
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        if workers != self.num_workers:
-            if self._progress:
-                raise ValueError(f"the loader position was saved with {self.num_workers} workers per rank; "
-                                 f"resume with the same number (not {workers})")
-            self.num_workers = workers
+        worker, workers = _worker_slot(self, "loader")
         # a DataLoader worker process: the process-level default is how its backends get the options
         storage.configure(self.storage_config)
         epoch = self.epoch
@@ -764,12 +772,7 @@ class MixtureDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        if workers != self.num_workers:
-            if self._progress:
-                raise ValueError(f"the mixture position was saved with {self.num_workers} workers per rank; "
-                                 f"resume with the same number (not {workers})")
-            self.num_workers = workers
+        worker, workers = _worker_slot(self, "mixture")
         epoch = self.epoch
         total = len(self)
         mine = total * (worker + 1) // workers - total * worker // workers

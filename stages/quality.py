@@ -142,11 +142,9 @@ class AestheticHead:
 
     @classmethod
     def load(cls, path: str) -> Any:
-        import torch
+        from curator.models import read_state_dict
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        state = read_state_dict(path)
         dim = int(state["layers.0.weight"].shape[1])
         model = cls.build(dim)
         model.load_state_dict(state)

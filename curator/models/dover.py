@@ -243,13 +243,10 @@ class DoverNet:
 
     @classmethod
     def load(cls, path: str) -> Any:
-        import torch
+        from curator.models import read_state_dict
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
         net = cls.build()
-        net.load_state_dict(state)
+        net.load_state_dict(read_state_dict(path))
         return net.eval()
 
 

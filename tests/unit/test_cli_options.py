@@ -11,7 +11,8 @@ from curator.cli import build_parser, main
 pytestmark = pytest.mark.unit
 
 #: commands that write a result somewhere and so take -o/--output
-WRITERS = {"run", "submit", "report", "index", "train-type-head", "train-tag-head", "generate"}
+WRITERS = {"run", "submit", "report", "index", "train-type-head", "train-tag-head", "generate", "watch",
+           "feedback"}
 
 
 def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
