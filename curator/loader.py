@@ -171,6 +171,19 @@ def _rng(*parts: Any) -> random.Random:
 
 
 
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the world size: as given, else from torch.distributed when it is
+    initialised, else rank 0 of 1."""
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+        else:
+            rank, world_size = rank or 0, world_size or 1
+    return rank, world_size
+
 def _worker_slot(ds: Any, what: str) -> tuple[int, int]:
     """(this DataLoader worker, workers per rank) for a dataset with `num_workers` and a saved
     `_progress`: a saved position resumes only with the worker count it was saved with."""
@@ -262,13 +275,7 @@ class ShardDataset(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.shuffle_shards = shuffle_buffer > 1 if shuffle_shards is None else shuffle_shards
         self.seed = seed
-        if rank is None or world_size is None:
-            dist = torch.distributed
-            if dist.is_available() and dist.is_initialized():
-                rank = dist.get_rank() if rank is None else rank
-                world_size = dist.get_world_size() if world_size is None else world_size
-            else:
-                rank, world_size = rank or 0, world_size or 1
+        rank, world_size = _rank_and_world(rank, world_size)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not within world_size {world_size}")
         self.rank, self.world_size = rank, world_size
@@ -708,13 +715,7 @@ class MixtureDataset(IterableDataset):
         weights = {u: 1.0 for u in sites} if isinstance(sites, (list, tuple)) else dict(sites)
         if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
             raise ValueError("sites must name at least one site with a positive weight")
-        if rank is None or world_size is None:
-            dist = torch.distributed
-            if dist.is_available() and dist.is_initialized():
-                rank = dist.get_rank() if rank is None else rank
-                world_size = dist.get_world_size() if world_size is None else world_size
-            else:
-                rank, world_size = rank or 0, world_size or 1
+        rank, world_size = _rank_and_world(rank, world_size)
         self.rank, self.world_size, self.seed = rank, world_size, seed
         norm = {storage.normalize(u).rstrip("/"): u for u in weights}
         placement = {storage.normalize(u).rstrip("/"): list(r) for u, r in (placement or {}).items()}
