@@ -1,6 +1,6 @@
 """TransNetV2 on CPU: frames per CPU-second per backend, decode to 48x27, and end to end.
 
-    python benchmarks/transnetv2_bench.py [--repeat 2] [--frames 500] [--no-onnx]
+    python benchmarks/transnetv2_bench.py [--repeat 2] [--frames 1440] [--no-onnx] [--footage DIR]
 
 Prints a table and writes benchmarks/results/transnetv2.json. CPU time (process_time: all
 threads of this process), not wall time, because the machines this runs on are shared;
@@ -11,11 +11,16 @@ noise), cached under ~/.cache/curator/bench.
 Rows:
 - decode: PyAV decode only; "to_ndarray" is today's split (threaded decode, one
   to_ndarray(48x27, AREA) per frame); "small_frames" is transnetv2.small_frames.
-- model: transnetv2.predict on already-decoded frames, per CPU backend ("torch" is the
-  float32 code path before this change); "onnx" is ONNX Runtime (CPU EP, all graph
+- model: transnetv2.predict on already-decoded frames, per CPU backend and window ("torch"
+  with 100-frame windows is the wheel's float32 model as the reference runs it; "fast" is
+  FastForward; window 200 is the default); "onnx" is ONNX Runtime (CPU EP, all graph
   optimisations, one thread) on a torch.onnx.export of the model, measured here only.
-- end to end: decode + model over the whole 720p clip, before (to_ndarray + torch) and after
-  (small_frames + the backend "auto" picks).
+- cuts: on every decodable test video and the footage set (benchmarks/footage.py, made
+  under the cache unless --footage names it), the default (backend "auto", default window)
+  against the reference: same cut frames, frames on the other side of the threshold, and
+  the largest probability difference.
+- end to end: decode + model over the whole 720p clip, before (to_ndarray + torch, 100-frame
+  windows) and after (small_frames + the backend "auto" picks, default window).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
@@ -123,12 +129,44 @@ def onnx_runner(model, workdir: str):
     return lambda t: torch.from_numpy(sess.run(None, {"frames": t.numpy()})[0])
 
 
+def cut_rows(model, args: argparse.Namespace) -> list[dict]:
+    """The default against the reference on every decodable test video and the footage set."""
+    from footage import make
+
+    footage = Path(args.footage) if args.footage else CACHE / "footage"
+    make(footage)
+    videos = [p for p in sorted(MEDIA.iterdir()) if p.suffix == ".mp4"] + sorted(
+        p for p in footage.iterdir() if p.suffix in (".mp4", ".webm"))
+    rows = []
+    import av
+
+    for path in videos:
+        try:
+            frames = [a for _, _, a in transnetv2.small_frames(str(path))]
+        except av.error.FFmpegError:
+            continue  # the test media's broken files (not a video, a cut-off header)
+        if len(frames) < 2:
+            continue  # empty
+        os.environ[transnetv2.BACKEND_ENV] = "torch"
+        ref = transnetv2.predict(model, iter(frames), window=transnetv2.WINDOW)
+        os.environ[transnetv2.BACKEND_ENV] = "auto"
+        got = transnetv2.predict(model, iter(frames), window=transnetv2.DEFAULT_WINDOW)
+        rows.append({"video": f"{path.parent.name}/{path.name}", "frames": len(frames),
+                     "cuts": len(transnetv2.scenes(ref, 0.4)) - 1,
+                     "same_cuts": transnetv2.scenes(got, 0.4) == transnetv2.scenes(ref, 0.4),
+                     "flips": int(((got > 0.4) != (ref > 0.4)).sum()),
+                     "max_abs_diff": round(float(np.abs(got - ref).max()), 4)})
+        print(f"  cuts: {rows[-1]}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=500, help="frames of the 720p clip per model row")
+    ap.add_argument("--frames", type=int, default=1440, help="frames of the 720p clip per model row (1440: all of it)")
     ap.add_argument("--seconds", type=int, default=60, help="length of the generated 720p clip")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--footage", default=None, help="folder of the footage set (made there once; default: the cache)")
     args = ap.parse_args()
 
     import torch
@@ -146,9 +184,11 @@ def main() -> None:
     model = transnetv2.load("cpu")
     ref = None
     rows = []
-    backends = ["torch", "bf16", "compile"] + ([] if args.no_onnx else ["onnx"])
+    runs = [("torch", transnetv2.WINDOW), ("bf16", transnetv2.WINDOW), ("fast", transnetv2.WINDOW),
+            ("fast", transnetv2.DEFAULT_WINDOW)]
+    runs += [] if args.no_onnx else [("onnx", transnetv2.WINDOW)]
     tmp = tempfile.mkdtemp(prefix="tnet-onnx-")
-    for name in backends:
+    for name, window in runs:
         setup = time.process_time()
         if name == "onnx":
             try:
@@ -158,7 +198,6 @@ def main() -> None:
                 continue
             if run is None:
                 continue
-            model.__dict__.setdefault("_curator_cpu_runners", {})["onnx-bench"] = (run, "onnx")
             os.environ[transnetv2.BACKEND_ENV] = "torch"
             model._curator_cpu_runners["torch"] = (run, "onnx")  # predict's windowing, ORT inside
         else:
@@ -167,18 +206,20 @@ def main() -> None:
             if chosen != name:
                 print(f"{name}: not usable here, skipped")
                 continue
-        transnetv2.predict(model, iter(frames[:transnetv2.WINDOW]))  # first call (compiles)
+        transnetv2.predict(model, iter(frames[:window]), window=window)  # first call (warms up)
         setup = time.process_time() - setup
-        s, pred = cpu(lambda: transnetv2.predict(model, iter(frames)), args.repeat)
+        s, pred = cpu(lambda: transnetv2.predict(model, iter(frames), window=window), args.repeat)
         if name == "onnx":
             model._curator_cpu_runners.pop("torch")  # back to the real float32 path
         if ref is None:
             ref = pred
-        rows.append({"backend": name, "frames": len(frames), "cpu_s": round(s, 3),
+        rows.append({"backend": name, "window": window, "frames": len(frames), "cpu_s": round(s, 3),
                      "frames_per_cpu_s": round(len(frames) / s, 1), "setup_cpu_s": round(setup, 2),
                      "max_abs_diff_vs_torch": float(np.abs(pred - ref).max()),
                      "same_cuts_as_torch": transnetv2.scenes(pred, 0.4) == transnetv2.scenes(ref, 0.4)})
     out["model"] = rows
+
+    out["cuts"] = cut_rows(model, args)
 
     # end to end on the whole 720p clip
     from curator.media.decode import iter_frames
@@ -190,7 +231,8 @@ def main() -> None:
 
     def after():
         os.environ[transnetv2.BACKEND_ENV] = "auto"
-        return transnetv2.predict(model, (a for _, _, a in transnetv2.small_frames(str(clip))))
+        return transnetv2.predict(model, (a for _, _, a in transnetv2.small_frames(str(clip))),
+                                  window=transnetv2.DEFAULT_WINDOW)
 
     after()  # choose and compile outside the timing
     e2e = []
@@ -206,10 +248,15 @@ def main() -> None:
     for r in out["decode"]:
         print(f"  {r['clip']:<22} {r['what']:<28} {r['frames']:>6} {r['frames_per_cpu_s']:>8.1f}")
     print(f"\nmodel ({len(frames)} frames of the 720p clip)")
-    print(f"  {'backend':<10} {'f/cpu-s':>8} {'setup s':>8} {'max|diff|':>10} same cuts")
+    print(f"  {'backend':<10} {'window':>6} {'f/cpu-s':>8} {'setup s':>8} {'max|diff|':>10} same cuts")
     for r in rows:
-        print(f"  {r['backend']:<10} {r['frames_per_cpu_s']:>8.1f} {r['setup_cpu_s']:>8.2f} "
+        print(f"  {r['backend']:<10} {r['window']:>6} {r['frames_per_cpu_s']:>8.1f} {r['setup_cpu_s']:>8.2f} "
               f"{r['max_abs_diff_vs_torch']:>10.2g} {r['same_cuts_as_torch']}")
+    print(f"\ncuts: default (auto, window {transnetv2.DEFAULT_WINDOW}) against the reference (torch, window 100)")
+    print(f"  {'video':<26} {'frames':>6} {'cuts':>5} {'same':>5} {'flips':>5} {'max|diff|':>10}")
+    for r in out["cuts"]:
+        print(f"  {r['video']:<26} {r['frames']:>6} {r['cuts']:>5} {str(r['same_cuts']):>5} {r['flips']:>5} "
+              f"{r['max_abs_diff']:>10.3g}")
     print("\nend to end (whole 720p clip)")
     for r in e2e:
         print(f"  {r['what']:<34} {r['frames']:>6} {r['frames_per_cpu_s']:>8.1f} cuts={r['cuts']}")

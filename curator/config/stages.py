@@ -36,6 +36,13 @@ class SplitConfig(StageConfig):
         "transnetv2", description="Shot detector: TransNetV2 (default), PySceneDetect adaptive, or a fixed stride."
     )
     threshold: float = Field(0.4, gt=0, lt=1, description="TransNetV2 transition probability threshold.")
+    window_frames: int = Field(
+        200, ge=100, le=1000,
+        description="TransNetV2 window (frames); it advances by window_frames - 50 and keeps all but 25 frames at "
+        "each end. 100 is the reference windowing (every frame seen twice); 200 sees each frame 1.33 times with the "
+        "same cut frames on the benchmark videos (benchmarks/transnetv2_bench.py). Larger windows hold more "
+        "decoded frames while the shots settle.",
+    )
     scenedetect_threshold: float = Field(3.0, gt=0, description="PySceneDetect AdaptiveDetector adaptive_threshold.")
     stride_s: float = Field(10.0, gt=0, description="Clip length for method 'fixed'.")
     min_clip_s: float = Field(2.0, ge=0, description="Shots shorter than this are dropped.")

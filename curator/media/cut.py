@@ -5,7 +5,7 @@ once at full size to encode them. Decoding is a fifth to a third of the cost of 
 encode at 720p, so the second pass alone puts a run ~25 % above the floor (one decode
 plus one encode). Here every frame is decoded once; the detector sees its small copy and
 the full-size frame waits in a short queue until the detector's online label for it is
-settled (TransNetV2: at most 75 frames; PySceneDetect: a few), then goes into the
+settled (TransNetV2: at most `window_frames` - 25 frames, 175 by default; PySceneDetect: a few), then goes into the
 encoder of the shot it belongs to. A shot is kept when it ends within the length rules
 as a single clip.
 
@@ -15,6 +15,11 @@ when its frame range equals a decided span; the rest (pieces of shots longer tha
 ``max_s``, or a cut reported later than the queue waited) are encoded by a second pass
 over just those spans. Both ways feed the same frames to the same encoder settings, so a
 clip's bytes do not depend on which way made it.
+
+Encoding runs on a thread of its own (:class:`curator.media.encode.EncoderThread`): while
+libx264 encodes frame N, this thread decodes and labels frame N+1, so one video keeps two
+cores busy where the encode alone would not (small frames, or an encoder thread count
+fixed for reproducible bytes).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .decode import DecodeStats, Source, iter_frames
-from .encode import EncodedClip, Span, X264Writer, finish_clip, plan_output
+from .encode import EncodedClip, EncoderThread, Span, X264Writer, finish_clip, plan_output
 from .shots import Detector, Label
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ class CutResult:
     encoded: dict[tuple[int, int], EncodedClip] = field(default_factory=dict)
     #: frames encoded into clips that the length rules then dropped (work spent for nothing)
     wasted_frames: int = 0
+    #: seconds the encoder thread spent encoding and muxing (it overlaps decoding)
     encode_s: float = 0.0
 
 
@@ -46,6 +52,7 @@ class CutResult:
 class _Shot:
     start: int
     writer: X264Writer | None = None
+    frames: int = 0  # handed to the writer (counted here: the writer counts on the encoder thread)
     too_long: bool = False
 
 
@@ -53,8 +60,6 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
                       rotation: int = 0, crf: int = 18, preset: str = "veryfast", threads: int = 1,
                       max_short_side: int | None = None, stats: DecodeStats | None = None) -> CutResult:
     """One decode pass: feed `detector`, encode the shots it settles as they pass."""
-    import time
-
     stats = stats if stats is not None else DecodeStats()
     plan = plan_output(source, rotation=rotation, fps=fps, max_short_side=max_short_side)
     graph = plan.graph()
@@ -63,9 +68,19 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
     result = CutResult([], times)
     queue: deque[tuple[int, float, Any]] = deque()
     current: _Shot | None = None
+    encoder = EncoderThread()
 
     def t_at(i: int) -> float:
         return times[i] if i < len(times) else times[-1] + frame_dur
+
+    def drop(shot: _Shot) -> None:
+        if shot.writer is not None:
+            result.wasted_frames += shot.frames
+            encoder.submit(shot.writer.abort)
+            shot.writer = None
+
+    def keep(key: tuple[int, int], span: Span, writer: X264Writer) -> None:  # on the encoder thread
+        result.encoded[key] = finish_clip(span, writer, plan.rate)
 
     def close(end: int) -> None:
         nonlocal current
@@ -74,11 +89,10 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
             return
         dur = t_at(end) - t_at(shot.start)
         if dur + 1e-9 < min_s or dur > max_s + 1e-9:
-            result.wasted_frames += shot.writer.frames
-            shot.writer.abort()
+            drop(shot)
             return
         span = Span(shot.start, end, round(t_at(shot.start), 6), round(t_at(end), 6))
-        result.encoded[(shot.start, end)] = finish_clip(span, shot.writer, plan.rate)
+        encoder.submit(keep, (shot.start, end), span, shot.writer)
 
     def write(idx: int, t: float, out: Any) -> None:
         shot = current
@@ -86,14 +100,12 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
             return
         if t - t_at(shot.start) > max_s + 1e-9:  # will be cut into pieces: the second pass does it
             shot.too_long = True
-            if shot.writer is not None:
-                result.wasted_frames += shot.writer.frames
-                shot.writer.abort()
-                shot.writer = None
+            drop(shot)
             return
         if shot.writer is None:
             shot.writer = X264Writer(out.width, out.height, plan.rate, crf, preset, threads)
-        shot.writer.write(out)
+        encoder.submit(shot.writer.write, out)
+        shot.frames += 1
 
     def feed(idx: int, t: float, out: Any) -> None:
         nonlocal current
@@ -104,9 +116,7 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
         if label is Label.START or current is None:
             close(idx)
             current = _Shot(idx)
-        t0 = time.perf_counter()
         write(idx, t, out)
-        result.encode_s += time.perf_counter() - t0
         if label is Label.LAST:
             close(idx + 1)
 
@@ -121,8 +131,11 @@ def detect_and_encode(source: Source, detector: Detector, *, fps: float, min_s: 
         while queue:
             feed(*queue.popleft())
         close(detector.n)
+        encoder.close()
     finally:
+        encoder.close(raise_error=False)  # after an error: let queued calls finish before aborting
         if current is not None and current.writer is not None:
             current.writer.abort()
+    result.encode_s = encoder.busy_s
     result.shots = detector.shots()
     return result

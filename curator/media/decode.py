@@ -52,7 +52,11 @@ class DecodeStats:
 
 
 class FrameGraph:
-    """buffer -> [rotate] -> [scale] -> [crop] -> format -> buffersink, built from the first frame."""
+    """buffer -> [rotate] -> [scale] -> [crop] -> format -> buffersink, built from the first frame.
+
+    Frames that the graph would leave as they are (upright, not scaled or cropped, even
+    size, already in `pix_fmt`: most H.264 sources) are passed through without it, which
+    saves a filter-graph round trip per frame."""
 
     def __init__(self, *, rotation: int = 0, width: int | None = None, height: int | None = None,
                  pix_fmt: str = "yuv420p", even: bool = False, crop: tuple[int, int] | None = None):
@@ -63,6 +67,15 @@ class FrameGraph:
         self.pix_fmt = pix_fmt
         self.even = even
         self._graph: Any = None
+        self._identity: tuple[int, int, str] | None = None  # (width, height, format) passed through
+
+    def _passes(self, frame: Any) -> bool:
+        if self._identity is None and self._graph is None:
+            w, h = frame.width, frame.height
+            if (not rotation_filters(self.rotation) and not (self.width and self.height) and not self.crop
+                    and w % 2 == 0 and h % 2 == 0 and frame.format.name == self.pix_fmt):
+                self._identity = (w, h, self.pix_fmt)
+        return self._identity == (frame.width, frame.height, frame.format.name)
 
     def _build(self, frame: Any) -> None:
         g = av.filter.Graph()
@@ -86,6 +99,8 @@ class FrameGraph:
         self._graph = g
 
     def __call__(self, frame: Any) -> Any:
+        if self._passes(frame):
+            return frame
         if self._graph is None:
             self._build(frame)
         self._graph.push(frame)

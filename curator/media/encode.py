@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Sequence
@@ -126,6 +129,47 @@ class X264Writer:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class EncoderThread:
+    """Encoder calls run in order on one background thread.
+
+    The thread that decodes (and runs a shot detector) hands each frame over and goes on
+    with the next one while libx264 and the muxer work; PyAV releases the GIL inside
+    libavcodec, so on two cores decoding and encoding overlap. The encoder sees the same
+    frames in the same order, so clip bytes do not change. At most `depth` calls wait
+    (bounded memory). A call that raises does not stop the ones after it (aborts must
+    still run); the first error is raised by :meth:`submit` or :meth:`close`."""
+
+    def __init__(self, depth: int = 32):
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self.busy_s = 0.0  # seconds the thread spent in calls
+        self._thread = threading.Thread(target=self._run, name="curator-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not None:
+            fn, args = item
+            t0 = time.perf_counter()
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                self._error = self._error or exc
+            self.busy_s += time.perf_counter() - t0
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((fn, args))
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for every call submitted; then raise the first error (when asked)."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
 
 
 @dataclass

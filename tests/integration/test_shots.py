@@ -134,3 +134,27 @@ def test_the_manifest_lists_every_detected_shot_with_its_fate(tmp_path):
     clips = df[df.kind == "clip"].sort_values("clip_index")
     assert len(clips) == 4 and clips.start_frame.tolist()[0] == shots[1]["start_frame"]
     assert clips.end_frame.tolist()[-1] == shots[3]["end_frame"] == 390
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "goldeneye-vfr-drop3.mp4"])
+def test_the_cheaper_scenedetect_score_is_pyscenedetects(media_dir, name):
+    """curator's AdaptiveDetector computes each frame's score with OpenCV instead of numpy:
+    the scores and the cuts must be PySceneDetect's own, to the last bit."""
+    from scenedetect import AdaptiveDetector
+    from scenedetect.common import FrameTimecode
+
+    from curator.media.shots import SceneDetectDetector
+
+    ours = SceneDetectDetector(3.0, 25.0)
+    theirs = AdaptiveDetector(adaptive_threshold=3.0)
+    from curator.media.decode import iter_frames
+
+    cuts_ours, cuts_theirs = [], []
+    for idx, _, frame in iter_frames(str(media_dir / name)):
+        img = ours.small(frame)
+        tc = FrameTimecode(idx, 25.0)
+        cuts_ours += ours.detector.process_frame(tc, img)
+        cuts_theirs += theirs.process_frame(tc, img)
+        assert ours.detector._frame_score == theirs._frame_score, idx
+    assert [c.frame_num for c in cuts_ours] == [c.frame_num for c in cuts_theirs]
+    assert len(cuts_ours) >= 2

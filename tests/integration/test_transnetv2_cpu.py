@@ -1,4 +1,5 @@
-"""TransNetV2 CPU backends: the fast path finds the same cut frames as float32 torch, and
+"""TransNetV2 CPU backends: the fast path (FastForward, 200-frame windows by default)
+finds the same cut frames as the wheel's float32 model with its 100-frame windows, and
 every cut that the wheel's own `predict_video` (ffmpeg decode at 48x27, threshold 0.4) finds.
 
 No timings here: frames per CPU-second are in benchmarks/transnetv2_bench.py.
@@ -37,9 +38,53 @@ def _cuts(pred: np.ndarray) -> list[int]:
     return [a for a, _ in transnetv2.scenes(pred, THRESHOLD)][1:]
 
 
-def _predict(model, frames, backend, monkeypatch):
+def _predict(model, frames, backend, monkeypatch, window=transnetv2.DEFAULT_WINDOW):
     monkeypatch.setenv(transnetv2.BACKEND_ENV, backend)
-    return transnetv2.predict(model, iter(frames))
+    return transnetv2.predict(model, iter(frames), window=window)
+
+
+_REFERENCE: dict[str, np.ndarray] = {}
+
+
+def _reference(model, video, frames, monkeypatch):
+    """The wheel's float32 forward on the reference windows (100 frames, stride 50), once per video."""
+    if str(video) not in _REFERENCE:
+        _REFERENCE[str(video)] = _predict(model, frames, "torch", monkeypatch, window=transnetv2.WINDOW)
+    return _REFERENCE[str(video)]
+
+
+def test_fast_forward_is_the_wheels_network_in_float32(model):
+    """Same network: fused branches, folded batch norm and 2-D convolutions change only
+    the rounding (float32), for any batch and window length."""
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (2, 130, 27, 48, 3), dtype=np.uint8))
+    x[1, 60:] = x[0, :70]  # a hard cut in the second window
+    fast = transnetv2._fast_module(model, torch.float32)
+    with torch.inference_mode():
+        want = model.predict_raw(x)[0]
+        got = fast(x)
+    assert got.shape == want.shape == (2, 130, 1)
+    assert float((got - want).abs().max()) < 1e-5
+
+
+def test_windows_of_any_length_cover_every_frame_once(model, monkeypatch):
+    """Streaming push by push gives the same predictions as one call, for lengths around
+    the window and step boundaries, and a window under 100 frames is refused."""
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (27, 48, 3), dtype=np.uint8) for _ in range(330)]
+    monkeypatch.setenv(transnetv2.BACKEND_ENV, "fast")
+    for n in (1, 176):
+        whole = transnetv2.predict(model, iter(frames[:n]), window=200)
+        stream = transnetv2.StreamingPredictor(model, window=200)
+        parts = [stream.push(f) for f in frames[:n]]
+        emitted = sum(len(p) for p in parts)
+        assert emitted == max(0, (n - 25) // 150 * 150)  # known once a window is full: 175 frames later at most
+        got = np.concatenate(parts + [stream.finish(emitted)])
+        assert len(whole) == len(got) == n
+        np.testing.assert_array_equal(whole, got)
+    with pytest.raises(ValueError, match="at least 100"):
+        transnetv2.StreamingPredictor(model, window=60)
 
 
 def test_small_frames_are_the_per_frame_conversion(media_dir):
@@ -57,16 +102,20 @@ def test_small_frames_are_the_per_frame_conversion(media_dir):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("backend, video", [("auto", v) for v in REAL + ["multishot"]] + [("compile", "bikes.mp4")],
+@pytest.mark.parametrize("backend, window, video",
+                         [("auto", transnetv2.DEFAULT_WINDOW, v) for v in REAL + ["multishot"]]
+                         + [("auto", transnetv2.WINDOW, "bikes.mp4"), ("bf16", transnetv2.WINDOW, "bikes.mp4")],
                          indirect=["video"])
-def test_fast_backends_find_the_float32_cut_frames(model, video, backend, monkeypatch):
+def test_fast_backends_find_the_float32_cut_frames(model, video, backend, window, monkeypatch):
     frames = [a for _, _, a in transnetv2.small_frames(str(video))]
-    ref = _predict(model, frames, "torch", monkeypatch)
-    got = _predict(model, frames, backend, monkeypatch)
-    assert transnetv2.cpu_backend(model, "torch") == "torch"
+    ref = _reference(model, video, frames, monkeypatch)
+    got = _predict(model, frames, backend, monkeypatch, window)
+    if backend == "auto":
+        assert transnetv2.cpu_backend(model, "auto") == "fast"
     assert len(got) == len(ref) == len(frames)
     assert _cuts(got) == _cuts(ref)
-    assert float(np.abs(got - ref).max()) < 0.05  # measured: at most ~0.01
+    assert not ((got > THRESHOLD) != (ref > THRESHOLD)).any()  # not one frame on the other side of the threshold
+    assert float(np.abs(got - ref).max()) < 0.05  # measured: at most ~0.01 on these
 
 
 def test_multishot_cuts_are_the_generated_ones(model, multishot, monkeypatch):
@@ -130,6 +179,10 @@ def test_a_failing_backend_falls_back_to_float32_with_a_warning(monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="curator.models.transnetv2"):
         assert transnetv2.cpu_backend(model, "auto") == "torch"
     assert "no compiler here" in caplog.text
+
+
+def test_the_old_compile_backend_is_read_as_fast(model):
+    assert transnetv2.cpu_backend(model, "compile") == "fast"
 
 
 def test_unknown_backend_is_refused(model, monkeypatch):
