@@ -17,7 +17,7 @@ SOURCES = ["testsrc2", "mandelbrot", "gradients", "sierpinski", "life", "cellaut
            "smptehdbars", "colorspectrum"]
 
 _SOURCE_ARGS = {
-    "gradients": "speed=0.02",
+    "gradients": "speed=0.02:c0=0x3080c0:c1=0xe05030",  # fixed colours: the default picks them at random
     "sierpinski": "type=carpet:jump=30",
     "life": "mold=10:ratio=0.3:death_color=#C83232:life_color=#00ff00",
     "cellauto": "rule=110:scroll=1",
@@ -45,8 +45,8 @@ def _source(name: str, width: int, height: int, fps: float, frames: int, seed: i
     extra = _SOURCE_ARGS.get(name)
     if extra:
         args.append(extra)
-    if name in ("life", "cellauto"):
-        args.append(f"seed={seed}")
+    if name in ("life", "cellauto", "gradients", "sierpinski"):
+        args.append(f"seed={seed}")  # their default seed is the clock: the same call, another video
     src = f"{name}=" + ":".join(args)
     chain = [src, f"trim=end_frame={frames}", "setpts=PTS-STARTPTS", "format=yuv420p"]
     if name in _STATIC:
