@@ -20,6 +20,7 @@ uses the labels to encode shots as they go by; the final shots are always those 
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from typing import Any
 
@@ -189,7 +190,14 @@ class SceneDetectDetector(Detector):
 
 
 def _adaptive_detector(threshold: float) -> Any:
-    """PySceneDetect's AdaptiveDetector with a cheaper frame score that gives the same numbers.
+    """PySceneDetect's AdaptiveDetector with the cheaper frame score of :func:`_fast_score_class`."""
+    return _fast_score_class()(adaptive_threshold=threshold)
+
+
+@functools.cache
+def _fast_score_class() -> Any:
+    """AdaptiveDetector with a cheaper frame score that gives the same numbers (built once:
+    scenedetect and OpenCV are imported only when the detector is used).
 
     PySceneDetect scores a frame by the mean absolute difference of its hue, saturation
     and value planes from the previous frame's, each plane split out and widened to int32
@@ -215,7 +223,7 @@ def _adaptive_detector(threshold: float) -> Any:
             parts = (sums[0] / n, sums[1] / n, sums[2] / n, 0.0)  # hue, sat, lum, edges (off)
             return sum(c * w for c, w in zip(parts, self._weights, strict=True)) / sum(abs(w) for w in self._weights)
 
-    return FastScore(adaptive_threshold=threshold)
+    return FastScore
 
 
 class FixedDetector(Detector):

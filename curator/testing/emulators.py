@@ -182,7 +182,18 @@ def _http_ok(url: str, method: str = "GET") -> bool:
 
 
 # ------------------------------------------------------------------------------ S3
-class MotoS3(Emulator):
+class CheckoutModule(Emulator):
+    """An emulator run as ``python -m curator.testing.<server>``: the child imports this
+    checkout's curator, not only an installed one."""
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        root = str(repo_root())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        return env
+
+
+class MotoS3(CheckoutModule):
     """moto's S3 server. Credentials: any; region us-east-1."""
 
     name = "moto"
@@ -192,12 +203,6 @@ class MotoS3(Emulator):
 
     def command(self, port: int) -> list[str]:
         return [sys.executable, "-m", "curator.testing.moto_server", "-H", "127.0.0.1", "-p", str(port)]
-
-    def child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        root = str(repo_root())
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        return env
 
     def ready(self) -> bool:
         return _http_ok(f"{self.endpoint}/moto-api/")
@@ -258,7 +263,7 @@ class MotoS3(Emulator):
 
 
 # ----------------------------------------------------------------------------- GCS
-class GCSEmulator(Emulator):
+class GCSEmulator(CheckoutModule):
     """gcp-storage-emulator, in memory. No authentication (anonymous clients)."""
 
     name = "gcs-emulator"
@@ -267,12 +272,6 @@ class GCSEmulator(Emulator):
     def command(self, port: int) -> list[str]:
         # the emulator package plus GCS's generation preconditions (curator.testing.gcs_server)
         return [sys.executable, "-m", "curator.testing.gcs_server", "-H", "127.0.0.1", "-p", str(port)]
-
-    def child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        root = str(repo_root())
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        return env
 
     def ready(self) -> bool:
         return _http_ok(f"{self.endpoint}/storage/v1/b?project={self.project}")

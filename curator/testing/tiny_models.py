@@ -95,10 +95,7 @@ def build_vlm(model_dir: str, name: str = TINY_VLM_NAME, seed: int = 0) -> str:
         image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
         tokenizer=fast, patch_size=16, vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
         image_token="<image>", num_additional_image_tokens=1)
-    dest = registry.model_path(name, model_dir)
-    os.makedirs(dest, exist_ok=True)
-    model.save_pretrained(dest)
-    processor.save_pretrained(dest)
+    _save(model, processor, registry.model_path(name, model_dir))
     return name
 
 
@@ -119,10 +116,7 @@ def build_text_llm(model_dir: str, name: str = TINY_LLM_NAME, seed: int = 0) -> 
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
                       pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
     torch.manual_seed(seed)
-    dest = registry.dir_path(name, model_dir)
-    os.makedirs(dest, exist_ok=True)
-    LlamaForCausalLM(cfg).eval().save_pretrained(dest)
-    fast.save_pretrained(dest)
+    _save(LlamaForCausalLM(cfg), fast, registry.dir_path(name, model_dir))
     return name
 
 
@@ -140,11 +134,15 @@ def build_text_encoder(model_dir: str, name: str = TINY_TEXT_NAME, seed: int = 0
                    num_heads=2, pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
                    decoder_start_token_id=fast.pad_token_id)
     torch.manual_seed(seed)
-    dest = registry.model_path(name, model_dir)
-    os.makedirs(dest, exist_ok=True)
-    T5Model(cfg).eval().save_pretrained(dest)
-    fast.save_pretrained(dest)
+    _save(T5Model(cfg), fast, registry.model_path(name, model_dir))
     return name
+
+
+def _save(model: Any, preprocessor: Any, dest: str) -> None:
+    """A tiny model (weights already drawn) and its tokenizer or processor, where transformers loads them."""
+    os.makedirs(dest, exist_ok=True)
+    model.eval().save_pretrained(dest)
+    preprocessor.save_pretrained(dest)
 
 
 def _word_tokenizer(specials: list[str], **roles: str) -> Any:
@@ -212,8 +210,5 @@ def build_xclip(model_dir: str, name: str = TINY_XCLIP_NAME, seed: int = 0, num_
         image_processor=VideoMAEImageProcessor(size={"shortest_edge": image_size},
                                                crop_size={"height": image_size, "width": image_size}),
         tokenizer=tok)
-    dest = registry.dir_path(name, model_dir)
-    os.makedirs(dest, exist_ok=True)
-    model.save_pretrained(dest)
-    processor.save_pretrained(dest)
+    _save(model, processor, registry.dir_path(name, model_dir))
     return name

@@ -158,3 +158,15 @@ def test_the_cheaper_scenedetect_score_is_pyscenedetects(media_dir, name):
         assert ours.detector._frame_score == theirs._frame_score, idx
     assert [c.frame_num for c in cuts_ours] == [c.frame_num for c in cuts_theirs]
     assert len(cuts_ours) >= 2
+
+
+def test_the_configured_transnetv2_window_reaches_the_detector():
+    from curator.media.shots import make_detector
+    from curator.models import transnetv2
+
+    cfg = PipelineConfig.load(None, ["stages.split.window_frames=300"])
+    det = make_detector(cfg.stages.split, {"fps": 25.0}, transnetv2.load("cpu"))
+    assert (det.stream.window, det.stream.step) == (300, 250)
+    assert PipelineConfig().stages.split.window_frames == transnetv2.DEFAULT_WINDOW
+    with pytest.raises(Exception, match="window_frames"):
+        PipelineConfig.load(None, ["stages.split.window_frames=60"])  # under the reference window
